@@ -1,0 +1,209 @@
+/**
+ * The app package manifest (`lanes.yaml`): schema, validation with precise paths, and the
+ * normalized form the rest of the platform uses.
+ */
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { splitCommand } from './command.js';
+import { parseDurationMs } from './duration.js';
+import { InputError } from './errors.js';
+import { isValidName } from './names.js';
+
+export const MANIFEST_FILE = 'lanes.yaml';
+export const MAX_MANIFEST_BYTES = 64 * 1024;
+export const MAX_INSTANCES_PER_SERVICE = 50;
+/** Variables the platform sets itself; a manifest may not override them. */
+export const RESERVED_ENV = ['PORT', 'HOST', 'LANES_TENANT', 'LANES_ENV', 'LANES_SERVICE', 'LANES_INSTANCE', 'LANES_ZONE', 'LANES_RELEASE'];
+
+const duration = z.union([z.number(), z.string()]).superRefine((v, ctx) => {
+  try {
+    parseDurationMs(v);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a duration; use e.g. 500ms, 1s, 2m` });
+  }
+});
+
+const healthSchema = z.strictObject({
+  path: z.string().regex(/^\/[\x21-\x7e]*$/, 'must be a URL path starting with /'),
+  interval: duration.optional(),
+  timeout: duration.optional(),
+  healthy_threshold: z.number().int().min(1).max(10).optional(),
+  unhealthy_threshold: z.number().int().min(1).max(10).optional(),
+});
+
+const serviceSchema = z.strictObject({
+  command: z.string().min(1, 'is required'),
+  instances: z.number().int().min(0).max(MAX_INSTANCES_PER_SERVICE).optional(),
+  http: z.boolean().optional(),
+  path: z.string().regex(/^\/[\x21-\x7e]*$/, 'must be a URL path prefix starting with /').optional(),
+  port: z.number().int().min(1024).max(65535).optional(),
+  health: healthSchema.optional(),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid variable name'), z.string()).optional(),
+  stop_grace: duration.optional(),
+});
+
+const manifestSchema = z.strictObject({
+  name: z.string(),
+  services: z.record(z.string(), serviceSchema),
+});
+
+export interface HealthCheckSpec {
+  readonly path: string;
+  /** @default 1000 */
+  readonly intervalMs: number;
+  /** @default 500 */
+  readonly timeoutMs: number;
+  /** @default 2 */
+  readonly healthyThreshold: number;
+  /** @default 2 */
+  readonly unhealthyThreshold: number;
+}
+
+export interface ServiceSpec {
+  readonly name: string;
+  readonly command: string;
+  readonly argv: readonly string[];
+  readonly instances: number;
+  readonly http: boolean;
+  /** Path prefix routed to this service when an environment has several HTTP services. */
+  readonly path: string | null;
+  /** A fixed port the service listens on; null lets the zone supervisor assign one. */
+  readonly port: number | null;
+  readonly health: HealthCheckSpec | null;
+  readonly env: Readonly<Record<string, string>>;
+  /** @default 10000 */
+  readonly stopGraceMs: number;
+}
+
+export interface Manifest {
+  readonly name: string;
+  readonly services: readonly ServiceSpec[];
+}
+
+export const HEALTH_DEFAULTS = { intervalMs: 1000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 } as const;
+export const DEFAULT_STOP_GRACE_MS = 10_000;
+
+function pathOf(path: readonly PropertyKey[]): string {
+  return path.map((p) => String(p)).join('.') || '(root)';
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const at = pathOf(issue.path);
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `${at}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    case 'invalid_type':
+      return issue.input === undefined ? `${at}: is required` : `${at}: expected ${issue.expected}, got ${typeOf(issue.input)}`;
+    case 'too_small':
+      return `${at}: ${issue.origin === 'string' ? 'must not be empty' : `must be at least ${String(issue.minimum)}`}`;
+    case 'too_big':
+      return `${at}: must be at most ${String(issue.maximum)}`;
+    default:
+      return `${at}: ${issue.message}`;
+  }
+}
+
+function typeOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  return typeof v;
+}
+
+/** Validates a parsed manifest object; throws an InputError naming the first bad field. */
+export function validateManifest(input: unknown): Manifest {
+  const parsed = manifestSchema.safeParse(input);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    const msg = first ? describeIssue(first) : 'invalid manifest';
+    throw new InputError(`lanes.yaml: ${msg}`, first ? pathOf(first.path) : undefined);
+  }
+  const m = parsed.data;
+  if (!isValidName(m.name)) {
+    throw new InputError(`lanes.yaml: name: ${JSON.stringify(m.name)} is not a valid name; use 1-30 characters a-z, 0-9 and '-'`, 'name');
+  }
+  const entries = Object.entries(m.services);
+  if (entries.length === 0) throw new InputError('lanes.yaml: services: at least one service is needed', 'services');
+  const services: ServiceSpec[] = [];
+  for (const [name, s] of entries) {
+    const at = `services.${name}`;
+    if (!isValidName(name)) {
+      throw new InputError(`lanes.yaml: ${at}: ${JSON.stringify(name)} is not a valid service name; use 1-30 characters a-z, 0-9 and '-'`, at);
+    }
+    for (const key of Object.keys(s.env ?? {})) {
+      if (RESERVED_ENV.includes(key)) throw new InputError(`lanes.yaml: ${at}.env.${key}: is set by the platform and cannot be overridden`, `${at}.env.${key}`);
+    }
+    if (s.path !== undefined && s.http !== true) throw new InputError(`lanes.yaml: ${at}.path: only an http service can have a path`, `${at}.path`);
+    let argv: string[];
+    try {
+      argv = splitCommand(s.command, `${at}.command`);
+    } catch (err) {
+      if (err instanceof InputError) throw new InputError(`lanes.yaml: ${err.message}`, err.field);
+      throw err;
+    }
+    const h = s.health;
+    services.push({
+      name,
+      command: s.command,
+      argv,
+      instances: s.instances ?? 1,
+      http: s.http ?? false,
+      path: s.path ?? null,
+      port: s.port ?? null,
+      health: h
+        ? {
+            path: h.path,
+            intervalMs: h.interval !== undefined ? parseDurationMs(h.interval) : HEALTH_DEFAULTS.intervalMs,
+            timeoutMs: h.timeout !== undefined ? parseDurationMs(h.timeout) : HEALTH_DEFAULTS.timeoutMs,
+            healthyThreshold: h.healthy_threshold ?? HEALTH_DEFAULTS.healthyThreshold,
+            unhealthyThreshold: h.unhealthy_threshold ?? HEALTH_DEFAULTS.unhealthyThreshold,
+          }
+        : null,
+      env: { ...(s.env ?? {}) },
+      stopGraceMs: s.stop_grace !== undefined ? parseDurationMs(s.stop_grace) : DEFAULT_STOP_GRACE_MS,
+    });
+    if (h && services.at(-1)!.health!.timeoutMs >= services.at(-1)!.health!.intervalMs) {
+      throw new InputError(`lanes.yaml: ${at}.health.timeout: must be shorter than the interval`, `${at}.health.timeout`);
+    }
+  }
+  const http = services.filter((s) => s.http);
+  const unrouted = http.filter((s) => s.path === null);
+  if (http.length > 1 && unrouted.length > 1) {
+    throw new InputError(
+      `lanes.yaml: services: ${unrouted.map((s) => s.name).join(' and ')} are both http services without a routing rule; give all but one a path (e.g. path: /api/)`,
+      'services',
+    );
+  }
+  const paths = new Map<string, string>();
+  for (const s of http) {
+    if (s.path === null) continue;
+    const other = paths.get(s.path);
+    if (other) throw new InputError(`lanes.yaml: services.${s.name}.path: ${s.path} is already routed to ${other}`, `services.${s.name}.path`);
+    paths.set(s.path, s.name);
+  }
+  const ports = new Map<number, string>();
+  for (const s of services) {
+    if (s.port === null) continue;
+    const other = ports.get(s.port);
+    if (other) throw new InputError(`lanes.yaml: services.${s.name}.port: ${s.port} is already used by ${other}`, `services.${s.name}.port`);
+    ports.set(s.port, s.name);
+  }
+  return { name: m.name, services };
+}
+
+/** Parses and validates the text of a `lanes.yaml`. */
+export function parseManifest(text: string): Manifest {
+  if (Buffer.byteLength(text) > MAX_MANIFEST_BYTES) {
+    throw new InputError(`lanes.yaml: is larger than ${MAX_MANIFEST_BYTES} bytes`, 'lanes.yaml');
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { maxAliasCount: 100, uniqueKeys: true });
+  } catch (err) {
+    const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new InputError(`lanes.yaml: not valid YAML: ${msg}`, 'lanes.yaml');
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new InputError('lanes.yaml: must be a mapping with name and services', 'lanes.yaml');
+  }
+  return validateManifest(doc);
+}

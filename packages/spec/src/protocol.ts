@@ -1,0 +1,102 @@
+/**
+ * The wire contracts between the control plane and the data plane (zone supervisors and
+ * the gateway). Both sides import these types; the streams are NDJSON over HTTP, each line
+ * one message, so they survive proxies and are easy to read with curl.
+ */
+import type { HealthCheckSpec } from './manifest.js';
+
+/** One instance a zone supervisor must keep running, as the control plane wants it. */
+export interface DesiredInstance {
+  readonly id: string;
+  readonly tenant: string;
+  readonly environment: string;
+  readonly service: string;
+  /** Content hash of the release package the instance runs. */
+  readonly release: string;
+  readonly argv: readonly string[];
+  /** Extra environment variables from the manifest (the platform adds PORT, HOST, LANES_*). */
+  readonly env: Readonly<Record<string, string>>;
+  /** A fixed port, or null to let the supervisor pick a free one. */
+  readonly port: number | null;
+  readonly health: HealthCheckSpec | null;
+  readonly stopGraceMs: number;
+}
+
+/** Control plane → supervisor, one line of `GET /v1/agent/watch?zone=Z`. */
+export type AgentWatchMessage =
+  | { readonly type: 'desired'; readonly revision: number; readonly instances: readonly DesiredInstance[] }
+  | { readonly type: 'ping'; readonly time: string };
+
+export type InstanceState = 'starting' | 'running' | 'backoff' | 'crashloop' | 'stopping' | 'stopped';
+
+/** What a supervisor observes of one instance. */
+export interface ObservedInstance {
+  readonly id: string;
+  readonly state: InstanceState;
+  readonly pid: number | null;
+  /** The address the instance is reached at (never assumed to be loopback). */
+  readonly address: string;
+  readonly port: number | null;
+  readonly healthy: boolean;
+  readonly restarts: number;
+  readonly lastExitCode: number | null;
+  readonly lastExitSignal: string | null;
+  /** A sentence explaining the state, e.g. "crash-looping: exited 5 times within 60s (code 1)". */
+  readonly message: string;
+  readonly startedAt: string | null;
+}
+
+/** Supervisor → control plane, `POST /v1/agent/report` (also the heartbeat). */
+export interface AgentReport {
+  readonly zone: string;
+  /** Where the supervisor serves logs and control requests. */
+  readonly agentUrl: string;
+  readonly pid: number;
+  /** The address instances of this zone are reached at. */
+  readonly address: string;
+  readonly instances: readonly ObservedInstance[];
+}
+
+/** One reachable, healthy instance in the gateway's routing table. */
+export interface Endpoint {
+  readonly instance: string;
+  readonly zone: string;
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface Route {
+  /** Path prefix; `/` matches everything. Longest prefix wins. */
+  readonly pathPrefix: string;
+  readonly service: string;
+  readonly endpoints: readonly Endpoint[];
+}
+
+export interface VirtualHost {
+  readonly host: string;
+  readonly tenant: string;
+  readonly environment: string;
+  readonly routes: readonly Route[];
+}
+
+export interface RoutingTable {
+  /** Increases with every change; the gateway ignores tables older than the one it has. */
+  readonly revision: number;
+  readonly generatedAt: string;
+  readonly hosts: readonly VirtualHost[];
+}
+
+/** Control plane → gateway, one line of `GET /v1/gateway/watch`. */
+export type GatewayWatchMessage =
+  | { readonly type: 'table'; readonly table: RoutingTable }
+  | { readonly type: 'ping'; readonly time: string };
+
+/** One line of `GET /v1/tenants/T/environments/E/logs` (NDJSON), and of an agent's log endpoint. */
+export interface LogLine {
+  readonly time: string;
+  readonly instance: string;
+  readonly service: string;
+  readonly zone: string;
+  readonly stream: 'stdout' | 'stderr';
+  readonly line: string;
+}
