@@ -98,6 +98,9 @@ function describeIssue(issue: z.core.$ZodIssue): string {
       return `${at}: ${issue.origin === 'string' ? 'must not be empty' : `must be at least ${String(issue.minimum)}`}`;
     case 'too_big':
       return `${at}: must be at most ${String(issue.maximum)}`;
+    case 'invalid_key':
+      // The key's own rule (e.g. env names) says what is allowed; zod's default only says "Invalid key".
+      return `${at}: ${issue.issues[0]?.message ?? issue.message}`;
     default:
       return `${at}: ${issue.message}`;
   }
@@ -111,7 +114,8 @@ function typeOf(v: unknown): string {
 
 /** Validates a parsed manifest object; throws an InputError naming the first bad field. */
 export function validateManifest(input: unknown): Manifest {
-  const parsed = manifestSchema.safeParse(input);
+  // reportInput: without it zod 4 leaves issue.input unset and every wrong type reads as "is required".
+  const parsed = manifestSchema.safeParse(input, { reportInput: true });
   if (!parsed.success) {
     const first = parsed.error.issues[0];
     const msg = first ? describeIssue(first) : 'invalid manifest';

@@ -18,6 +18,8 @@ export interface DesiredInstance {
   readonly env: Readonly<Record<string, string>>;
   /** A fixed port, or null to let the supervisor pick a free one. */
   readonly port: number | null;
+  /** True when the instance listens on PORT (http services, services with a port): without an HTTP check it gets a TCP check. */
+  readonly listens: boolean;
   readonly health: HealthCheckSpec | null;
   readonly stopGraceMs: number;
 }
@@ -93,7 +95,8 @@ export type GatewayWatchMessage =
 
 /** One line of `GET /v1/tenants/T/environments/E/logs` (NDJSON), and of an agent's log endpoint. */
 export interface LogLine {
-  readonly time: string;
+  /** When the line was read by the supervisor; null for lines read back from the log file. */
+  readonly time: string | null;
   readonly instance: string;
   readonly service: string;
   readonly zone: string;

@@ -1,0 +1,628 @@
+/**
+ * The zone supervisor's core: keeps the desired instances running as OS processes.
+ * Level-triggered (`setDesired` with the full list), restarts with backoff and crash-loop
+ * detection, health checks, graceful stops, and a state file so that a restarted
+ * supervisor re-adopts the instances that kept running while it was gone. Instances are
+ * spawned detached in their own process group with output to files, so the supervisor's
+ * death (even kill -9) does not take them down. Knows nothing of the control plane.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { HEALTH_DEFAULTS } from '@lanes/spec';
+import type { DesiredInstance, InstanceState, ObservedInstance } from '@lanes/spec';
+import { HealthProbe } from './health.js';
+import type { ProbeKind } from './health.js';
+import { rotateIfLarge } from './logs.js';
+import { DEFAULT_RESTART_POLICY, decideRestart, initialHistory } from './policy.js';
+import type { RestartHistory, RestartPolicy } from './policy.js';
+import { findFreePort, isPortFree } from './ports.js';
+import { isSameLiveProcess, readProcStat } from './procfs.js';
+import { readStateFile, writeStateFile } from './state.js';
+import type { InstanceRecord, SupervisorState } from './state.js';
+import { parseDesiredList } from './validate.js';
+
+export interface SupervisorOptions {
+  readonly zone: string;
+  /** The address instances listen on and are reported at. @default '127.0.0.1' */
+  readonly address?: string;
+  readonly stateDir: string;
+  /** Returns the directory holding the unpacked release package (the instance's cwd). */
+  readonly resolvePackage: (release: string) => Promise<string>;
+  readonly logger: Logger;
+  /** @default DEFAULT_RESTART_POLICY (1 s doubling to 30 s, ±20 %, reset after 10 s, 5 exits in 60 s) */
+  readonly restartPolicy?: Partial<RestartPolicy>;
+  /** A log file at least this large is rotated to `.1` when its instance (re)starts. @default 10 MiB */
+  readonly maxLogBytes?: number;
+  /** How often the liveness of adopted (non-child) processes is checked. @default 250 */
+  readonly pollIntervalMs?: number;
+  /** The base environment of every instance. @default PATH, HOME, LANG and TZ of this process, where set */
+  readonly baseEnv?: Readonly<Record<string, string>>;
+  /** Extra wait for a process group to vanish after SIGKILL. @default 5000 */
+  readonly killWaitMs?: number;
+}
+
+export interface InstanceLogFiles {
+  readonly service: string;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Everything the supervisor tracks for one instance id. */
+interface Slot {
+  readonly desired: DesiredInstance;
+  /** Still in the desired list; false once it is to be stopped and removed. */
+  wanted: boolean;
+  state: InstanceState;
+  pid: number | null;
+  startTime: string | null;
+  /** Our own child; null for an adopted process (polled instead). */
+  child: ChildProcess | null;
+  port: number | null;
+  restarts: number;
+  lastExitCode: number | null;
+  lastExitSignal: string | null;
+  message: string;
+  startedAt: string | null;
+  startedAtMs: number | null;
+  healthy: boolean;
+  /** Became healthy at least once since its last (re)start. */
+  everHealthy: boolean;
+  /** Has been started at least once, so the next start counts as a restart. */
+  hasRun: boolean;
+  history: RestartHistory;
+  crashLooping: boolean;
+  /** Bumped by every launch and stop, so late callbacks of an older process are ignored. */
+  generation: number;
+  restartTimer: NodeJS.Timeout | null;
+  pollTimer: NodeJS.Timeout | null;
+  /** Without a health check: ends the crash-loop state once the process has run resetAfterMs. */
+  stableTimer: NodeJS.Timeout | null;
+  probe: HealthProbe | null;
+  goneWaiters: Array<() => void>;
+  stopping: Promise<void> | null;
+}
+
+type ChangeListener = (observed: readonly ObservedInstance[]) => void;
+
+function pickBaseEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const key of ['PATH', 'HOME', 'LANG', 'TZ']) {
+    const v = process.env[key];
+    if (v !== undefined) env[key] = v;
+  }
+  return env;
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)}s`;
+}
+
+function exitText(code: number | null, signal: string | null): string {
+  if (signal !== null) return `killed by signal ${signal}`;
+  if (code !== null) return `exited with code ${code}`;
+  return 'exited (exit status unknown: not a child of this supervisor)';
+}
+
+export class Supervisor {
+  readonly zone: string;
+  readonly address: string;
+  private readonly stateDir: string;
+  private readonly stateFile: string;
+  private readonly policy: RestartPolicy;
+  private readonly maxLogBytes: number;
+  private readonly pollIntervalMs: number;
+  private readonly killWaitMs: number;
+  private readonly baseEnv: Readonly<Record<string, string>>;
+  private readonly log: Logger;
+  private readonly slots = new Map<string, Slot>();
+  private readonly listeners = new Set<ChangeListener>();
+  private desired: readonly DesiredInstance[] = [];
+  /** A list given before start(); applied once the state file has been recovered. */
+  private pendingDesired: readonly DesiredInstance[] | null = null;
+  private started = false;
+  private closing = false;
+
+  constructor(private readonly opts: SupervisorOptions) {
+    this.zone = opts.zone;
+    this.address = opts.address ?? '127.0.0.1';
+    this.stateDir = opts.stateDir;
+    this.stateFile = path.join(opts.stateDir, 'state.json');
+    this.policy = { ...DEFAULT_RESTART_POLICY, ...opts.restartPolicy };
+    this.maxLogBytes = opts.maxLogBytes ?? 10 * 1024 * 1024;
+    this.pollIntervalMs = opts.pollIntervalMs ?? 250;
+    this.killWaitMs = opts.killWaitMs ?? 5000;
+    this.baseEnv = opts.baseEnv ?? pickBaseEnv();
+    this.log = opts.logger;
+  }
+
+  /** Loads state.json, re-adopts instances still running, and restarts the ones that are gone. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    mkdirSync(path.join(this.stateDir, 'instances'), { recursive: true });
+    let state: SupervisorState;
+    try {
+      state = readStateFile(this.stateFile);
+    } catch (err) {
+      this.log.error({ err, stateFile: this.stateFile }, 'state file unreadable; starting empty');
+      state = { version: 1, desired: [], instances: [] };
+    }
+    this.started = true;
+    const records = new Map(state.instances.map((r) => [r.id, r]));
+    this.desired = state.desired;
+    for (const d of state.desired) {
+      const slot = this.newSlot(d, records.get(d.id));
+      this.slots.set(d.id, slot);
+      this.recover(slot, records.get(d.id));
+    }
+    // A process recorded but no longer desired (the supervisor died while stopping it): adopt, then stop.
+    for (const r of state.instances) {
+      if (this.slots.has(r.id) || r.pid === null || !isSameLiveProcess(r.pid, r.startTime)) continue;
+      this.log.info({ instance: r.id, pid: r.pid }, 'stopping undesired instance left running');
+      const placeholder: DesiredInstance = {
+        id: r.id, tenant: '', environment: '', service: '', release: '', argv: ['-'], env: {}, port: r.port, listens: false, health: null, stopGraceMs: 10_000,
+      };
+      const slot = this.newSlot(placeholder, r);
+      slot.wanted = false;
+      this.slots.set(r.id, slot);
+      this.adopt(slot, r.pid, r.startTime);
+      void this.stopSlot(slot, true);
+    }
+    if (this.pendingDesired !== null) {
+      const pending = this.pendingDesired;
+      this.pendingDesired = null;
+      this.setDesired(pending);
+    }
+    this.changed();
+  }
+
+  /** The full list of instances this zone should run; anything else is stopped. */
+  setDesired(list: readonly DesiredInstance[]): void {
+    if (this.closing) return;
+    const checked = parseDesiredList('instances', list);
+    if (!this.started) {
+      this.pendingDesired = checked;
+      return;
+    }
+    this.desired = checked;
+    const ids = new Set(checked.map((d) => d.id));
+    for (const d of checked) {
+      const slot = this.slots.get(d.id);
+      if (slot === undefined) {
+        const fresh = this.newSlot(d, undefined);
+        this.slots.set(d.id, fresh);
+        void this.launch(fresh);
+      } else if (!slot.wanted) {
+        // Re-desired while stopping: started again once the stop completes (see stopSlot).
+        slot.wanted = true;
+        if (slot.stopping === null) void this.launch(slot);
+      }
+    }
+    for (const slot of this.slots.values()) {
+      if (!ids.has(slot.desired.id) && slot.wanted) {
+        slot.wanted = false;
+        void this.stopSlot(slot, true);
+      }
+    }
+    this.changed();
+  }
+
+  observed(): ObservedInstance[] {
+    return [...this.slots.values()].map((s) => ({
+      id: s.desired.id,
+      state: s.state,
+      pid: s.pid,
+      address: this.address,
+      port: s.port,
+      healthy: s.healthy,
+      restarts: s.restarts,
+      lastExitCode: s.lastExitCode,
+      lastExitSignal: s.lastExitSignal,
+      message: s.message,
+      startedAt: s.startedAt,
+    }));
+  }
+
+  /** Calls `listener` after every observable change; returns the unsubscribe function. */
+  onChange(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Where an instance's output goes; null for an unknown instance. */
+  logFiles(id: string): InstanceLogFiles | null {
+    const slot = this.slots.get(id);
+    if (slot === undefined) return null;
+    const dir = this.instanceDir(id);
+    return { service: slot.desired.service, stdout: path.join(dir, 'stdout.log'), stderr: path.join(dir, 'stderr.log') };
+  }
+
+  /**
+   * Stops supervising. With stopInstances the instances are stopped gracefully first;
+   * without, they keep running and the next supervisor on this stateDir re-adopts them.
+   */
+  async shutdown({ stopInstances }: { stopInstances: boolean }): Promise<void> {
+    this.closing = true;
+    if (stopInstances) {
+      await Promise.all([...this.slots.values()].map((s) => this.stopSlot(s, false)));
+    }
+    for (const slot of this.slots.values()) {
+      this.clearTimers(slot);
+      slot.generation += 1;
+      // The child stays in our process table until it exits; nothing of ours may react to it.
+      slot.child?.removeAllListeners('exit');
+      slot.child?.removeAllListeners('error');
+    }
+    this.persist();
+    this.listeners.clear();
+  }
+
+  // ---- lifecycle of one instance ----
+
+  private newSlot(d: DesiredInstance, r: InstanceRecord | undefined): Slot {
+    return {
+      desired: d,
+      wanted: true,
+      state: 'starting',
+      pid: null,
+      startTime: null,
+      child: null,
+      port: r?.port ?? null,
+      restarts: r?.restarts ?? 0,
+      lastExitCode: r?.lastExitCode ?? null,
+      lastExitSignal: r?.lastExitSignal ?? null,
+      message: r?.message ?? 'starting',
+      startedAt: r?.startedAt ?? null,
+      startedAtMs: r?.startedAt ? Date.parse(r.startedAt) : null,
+      healthy: false,
+      everHealthy: false,
+      hasRun: r !== undefined && r.startedAt !== null,
+      history: r !== undefined && r.history.backoffMs > 0 ? r.history : initialHistory(this.policy),
+      crashLooping: false,
+      generation: 0,
+      restartTimer: null,
+      pollTimer: null,
+      stableTimer: null,
+      probe: null,
+      goneWaiters: [],
+      stopping: null,
+    };
+  }
+
+  /** At start: adopt a recorded process that is still ours, else treat it as exited. */
+  private recover(slot: Slot, r: InstanceRecord | undefined): void {
+    if (r !== undefined && r.pid !== null && isSameLiveProcess(r.pid, r.startTime)) {
+      slot.healthy = r.healthy;
+      slot.everHealthy = r.everHealthy;
+      this.adopt(slot, r.pid, r.startTime);
+      this.log.info({ instance: slot.desired.id, pid: r.pid, port: slot.port }, 'instance re-adopted');
+      return;
+    }
+    if (r !== undefined && r.pid !== null) {
+      this.log.info({ instance: slot.desired.id, pid: r.pid }, 'recorded instance is gone');
+      this.handleGone(slot, slot.generation, null, null, `not running after supervisor restart (pid ${r.pid} gone or reused)`);
+      return;
+    }
+    void this.launch(slot);
+  }
+
+  /** Watches a running process that is not our child: polls /proc for it. */
+  private adopt(slot: Slot, pid: number, startTime: string | null): void {
+    slot.generation += 1;
+    const gen = slot.generation;
+    slot.pid = pid;
+    slot.startTime = startTime;
+    slot.child = null;
+    slot.state = slot.everHealthy ? 'running' : 'starting';
+    slot.message = slot.healthy ? 'adopted after supervisor restart; healthy' : 'adopted after supervisor restart';
+    slot.pollTimer = setInterval(() => {
+      if (slot.generation !== gen || slot.pid !== pid) return;
+      if (!isSameLiveProcess(pid, startTime)) this.handleGone(slot, gen, null, null, null);
+    }, this.pollIntervalMs);
+    this.startHealth(slot, gen);
+  }
+
+  private instanceDir(id: string): string {
+    return path.join(this.stateDir, 'instances', id);
+  }
+
+  private async launch(slot: Slot): Promise<void> {
+    if (this.closing || !slot.wanted) return;
+    this.clearTimers(slot);
+    slot.generation += 1;
+    const gen = slot.generation;
+    const d = slot.desired;
+    const isRestart = slot.hasRun;
+    slot.state = slot.crashLooping ? 'crashloop' : 'starting';
+    slot.healthy = false;
+    slot.everHealthy = false;
+    let cwd: string;
+    let port: number;
+    try {
+      cwd = await this.opts.resolvePackage(d.release);
+      if (slot.generation !== gen) return;
+      port = await this.choosePort(slot);
+      if (slot.generation !== gen) return;
+    } catch (err) {
+      if (slot.generation !== gen) return;
+      const reason = err instanceof Error ? err.message : String(err);
+      this.log.warn({ instance: d.id, release: d.release, err: reason }, 'instance could not be prepared');
+      slot.hasRun = true;
+      this.handleGone(slot, gen, null, null, `could not start: ${reason}`);
+      return;
+    }
+    const dir = this.instanceDir(d.id);
+    mkdirSync(dir, { recursive: true });
+    const outFile = path.join(dir, 'stdout.log');
+    const errFile = path.join(dir, 'stderr.log');
+    rotateIfLarge(outFile, this.maxLogBytes);
+    rotateIfLarge(errFile, this.maxLogBytes);
+    const env: Record<string, string> = {
+      ...this.baseEnv,
+      ...d.env,
+      PORT: String(port),
+      HOST: this.address,
+      LANES_TENANT: d.tenant,
+      LANES_ENV: d.environment,
+      LANES_SERVICE: d.service,
+      LANES_INSTANCE: d.id,
+      LANES_ZONE: this.zone,
+      LANES_RELEASE: d.release,
+    };
+    const [file, ...args] = d.argv;
+    if (file === undefined) return; // parseDesiredList guarantees a program
+    const outFd = openSync(outFile, 'a', 0o600);
+    const errFd = openSync(errFile, 'a', 0o600);
+    let child: ChildProcess;
+    try {
+      child = spawn(file, args, { cwd, env, detached: true, stdio: ['ignore', outFd, errFd] });
+    } catch (err) {
+      // Synchronous failures (e.g. an invalid argument) go through the normal exit path.
+      slot.hasRun = true;
+      this.handleGone(slot, gen, null, null, `could not start: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    } finally {
+      closeSync(outFd);
+      closeSync(errFd);
+    }
+    child.unref();
+    if (isRestart) slot.restarts += 1;
+    slot.hasRun = true;
+    slot.port = port;
+    if (child.pid === undefined) {
+      // Spawning failed (ENOENT, EACCES...): reported asynchronously by 'error'.
+      slot.pid = null;
+      child.once('error', (err) => this.handleGone(slot, gen, null, null, `could not start: ${err.message}`));
+      this.changed();
+      return;
+    }
+    const pid = child.pid;
+    slot.child = child;
+    slot.pid = pid;
+    slot.startTime = readProcStat(pid)?.startTime ?? null;
+    slot.startedAtMs = Date.now();
+    slot.startedAt = new Date(slot.startedAtMs).toISOString();
+    slot.message = isRestart ? `restarted (restart ${slot.restarts})` : 'started';
+    child.once('exit', (code, signal) => this.handleGone(slot, gen, code, signal, null));
+    child.once('error', (err) => this.log.warn({ instance: d.id, err: err.message }, 'instance process error'));
+    this.log.info({ instance: d.id, pid, port, restarts: slot.restarts }, 'instance started');
+    this.startHealth(slot, gen);
+    this.changed();
+  }
+
+  private async choosePort(slot: Slot): Promise<number> {
+    if (slot.desired.port !== null) return slot.desired.port;
+    // Keep the port across restarts so routes stay valid; only a taken port is replaced.
+    if (slot.port !== null && (await isPortFree(this.address, slot.port))) return slot.port;
+    return findFreePort(this.address);
+  }
+
+  private startHealth(slot: Slot, gen: number): void {
+    const d = slot.desired;
+    let kind: ProbeKind | null = null;
+    if (d.health !== null) kind = { kind: 'http', path: d.health.path };
+    else if (d.listens) kind = { kind: 'tcp' };
+    if (kind === null || slot.port === null) {
+      // Without a check, a running process is a healthy one.
+      slot.healthy = true;
+      slot.everHealthy = true;
+      if (slot.state === 'starting') slot.state = 'running';
+      if (slot.state === 'crashloop') {
+        slot.stableTimer = setTimeout(() => {
+          if (slot.generation !== gen) return;
+          slot.stableTimer = null;
+          slot.crashLooping = false;
+          slot.state = 'running';
+          slot.message = `running for ${seconds(this.policy.resetAfterMs)} after a crash loop`;
+          this.changed();
+        }, this.policy.resetAfterMs);
+      }
+      return;
+    }
+    slot.probe = new HealthProbe({
+      address: this.address,
+      port: slot.port,
+      kind,
+      spec: d.health ?? HEALTH_DEFAULTS,
+      initialHealthy: slot.healthy,
+      onChange: (healthy, reason) => {
+        if (slot.generation !== gen) return;
+        slot.healthy = healthy;
+        if (healthy) {
+          slot.everHealthy = true;
+          slot.crashLooping = false;
+          if (slot.state === 'starting' || slot.state === 'crashloop') slot.state = 'running';
+          slot.message = `healthy: ${reason}`;
+        } else {
+          slot.message = `unhealthy: ${reason}`;
+        }
+        this.log.info({ instance: d.id, healthy, reason }, 'instance health changed');
+        this.changed();
+      },
+    });
+    slot.probe.start();
+  }
+
+  /**
+   * The process of `slot` is gone (exit event, failed poll, failed start, or found gone at
+   * start). Records why, then either completes a stop or schedules a restart by policy.
+   * `reason` overrides the exit description.
+   */
+  private handleGone(slot: Slot, gen: number, code: number | null, signal: string | null, reason: string | null): void {
+    if (slot.generation !== gen) return;
+    const ranMs = slot.startedAtMs !== null && slot.pid !== null ? Date.now() - slot.startedAtMs : null;
+    this.clearTimers(slot);
+    slot.pid = null;
+    slot.child = null;
+    slot.startTime = null;
+    slot.healthy = false;
+    slot.lastExitCode = code;
+    slot.lastExitSignal = signal;
+    const waiters = slot.goneWaiters.splice(0);
+    for (const w of waiters) w();
+    if (slot.stopping !== null || this.closing || !slot.wanted) {
+      this.changed();
+      return;
+    }
+    const what = reason ?? exitText(code, signal);
+    const decision = decideRestart(slot.history, this.policy, ranMs, Date.now(), Math.random());
+    slot.history = decision.history;
+    slot.crashLooping = decision.crashLooping;
+    const last = signal !== null ? `last signal ${signal}` : code !== null ? `last exit code ${code}` : reason !== null ? `last: ${reason}` : 'last exit status unknown';
+    if (decision.crashLooping) {
+      slot.state = 'crashloop';
+      slot.message = `crash-looping: exited ${decision.exitsInWindow} times within ${Math.round(this.policy.crashLoopWindowMs / 1000)}s (${last}); restarting in ${seconds(decision.delayMs)}`;
+    } else {
+      slot.state = 'backoff';
+      slot.message = `${what}; restarting in ${seconds(decision.delayMs)}`;
+    }
+    this.log.warn({ instance: slot.desired.id, code, signal, reason: what, delayMs: decision.delayMs, crashLooping: decision.crashLooping }, 'instance exited');
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = null;
+      void this.launch(slot);
+    }, decision.delayMs);
+    this.changed();
+  }
+
+  private waitGone(slot: Slot, timeoutMs: number): Promise<boolean> {
+    if (slot.pid === null) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        slot.goneWaiters = slot.goneWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      slot.goneWaiters.push(done);
+    });
+  }
+
+  /** SIGTERM to the process group, SIGKILL after stopGraceMs; `remove` drops the slot afterwards. */
+  private stopSlot(slot: Slot, remove: boolean): Promise<void> {
+    if (slot.stopping !== null) return slot.stopping;
+    const run = async (): Promise<void> => {
+      if (slot.restartTimer !== null) clearTimeout(slot.restartTimer);
+      slot.restartTimer = null;
+      slot.probe?.stop();
+      slot.probe = null;
+      const pid = slot.pid;
+      if (pid === null) {
+        // Nothing running (backoff, or a launch still resolving its package): cancel it.
+        slot.generation += 1;
+      } else {
+        slot.state = 'stopping';
+        slot.message = `stopping: SIGTERM sent, SIGKILL after ${seconds(slot.desired.stopGraceMs)}`;
+        this.log.info({ instance: slot.desired.id, pid }, 'stopping instance');
+        this.changed();
+        this.signalGroup(pid, 'SIGTERM');
+        if (!(await this.waitGone(slot, slot.desired.stopGraceMs))) {
+          this.log.warn({ instance: slot.desired.id, pid, graceMs: slot.desired.stopGraceMs }, 'instance ignored SIGTERM; killing');
+          this.signalGroup(pid, 'SIGKILL');
+          await this.waitGone(slot, this.killWaitMs);
+          slot.message = `stopped: killed after ${seconds(slot.desired.stopGraceMs)} grace`;
+        } else {
+          slot.message = 'stopped';
+        }
+        // Leftover members of the group (children of the instance) go with it.
+        this.signalGroup(pid, 'SIGKILL');
+      }
+      slot.state = 'stopped';
+      slot.healthy = false;
+    };
+    slot.stopping = run().finally(() => {
+      slot.stopping = null;
+      if (slot.wanted && !this.closing) {
+        void this.launch(slot);
+      } else if (remove && !slot.wanted) {
+        this.slots.delete(slot.desired.id);
+      }
+      this.changed();
+    });
+    return slot.stopping;
+  }
+
+  private signalGroup(pid: number, signal: NodeJS.Signals): void {
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+
+  private clearTimers(slot: Slot): void {
+    if (slot.restartTimer !== null) clearTimeout(slot.restartTimer);
+    if (slot.pollTimer !== null) clearInterval(slot.pollTimer);
+    if (slot.stableTimer !== null) clearTimeout(slot.stableTimer);
+    slot.restartTimer = null;
+    slot.pollTimer = null;
+    slot.stableTimer = null;
+    slot.probe?.stop();
+    slot.probe = null;
+  }
+
+  // ---- state and notifications ----
+
+  private persist(): void {
+    const instances: InstanceRecord[] = [...this.slots.values()].map((s) => ({
+      id: s.desired.id,
+      pid: s.pid,
+      startTime: s.startTime,
+      port: s.port,
+      restarts: s.restarts,
+      startedAt: s.startedAt,
+      healthy: s.healthy,
+      everHealthy: s.everHealthy,
+      lastExitCode: s.lastExitCode,
+      lastExitSignal: s.lastExitSignal,
+      message: s.message,
+      history: s.history,
+    }));
+    try {
+      writeStateFile(this.stateFile, { version: 1, desired: this.desired, instances });
+    } catch (err) {
+      this.log.error({ err, stateFile: this.stateFile }, 'state file write failed');
+    }
+  }
+
+  private changed(): void {
+    if (!this.started) return;
+    this.persist();
+    if (this.listeners.size === 0) return;
+    const snapshot = this.observed();
+    for (const l of this.listeners) {
+      try {
+        l(snapshot);
+      } catch (err) {
+        this.log.error({ err }, 'change listener failed');
+      }
+    }
+  }
+}

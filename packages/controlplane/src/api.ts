@@ -1,0 +1,328 @@
+/**
+ * The HTTP API: routes, authentication, and the watch streams for the data plane. Handlers
+ * validate input, check the caller's role before touching state, and delegate to Platform.
+ */
+import { createReadStream } from 'node:fs';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { request as undiciRequest } from 'undici';
+import { NotAllowedError, NotFoundError, UnauthenticatedError, checkName, environmentHost, type AgentReport, type LogLine } from '@lanes/spec';
+import { parseInput, sendProblem } from './http-errors.js';
+import { openApiDocument } from './openapi.js';
+import type { Platform } from './platform.js';
+import { instanceInfo } from './platform.js';
+import type { Secret } from './secret.js';
+import { hashToken } from './secret.js';
+
+export type Role = 'admin' | 'node';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    role?: Role;
+  }
+}
+
+const PING_MS = 5000;
+
+const tenantBody = z.strictObject({ name: z.string() });
+const envBody = z.strictObject({ name: z.string(), lane: z.string().optional() });
+const scaleBody = z.strictObject({ instances: z.number().int().min(0, 'must be 0 or more').max(50, 'must be at most 50') });
+const eventsQuery = z.object({
+  tenant: z.string().optional(),
+  environment: z.string().optional(),
+  after: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+});
+const logsQuery = z.object({
+  service: z.string().optional(),
+  instance: z.string().optional(),
+  tail: z.coerce.number().int().min(0).max(10000).optional(),
+  follow: z.enum(['0', '1', 'true', 'false']).optional(),
+});
+const observedSchema = z.object({
+  id: z.string().max(100),
+  state: z.enum(['starting', 'running', 'backoff', 'crashloop', 'stopping', 'stopped']),
+  pid: z.number().int().nullable(),
+  address: z.string().max(100),
+  port: z.number().int().min(0).max(65535).nullable(),
+  healthy: z.boolean(),
+  restarts: z.number().int().min(0),
+  lastExitCode: z.number().int().nullable(),
+  lastExitSignal: z.string().nullable(),
+  message: z.string().max(1000),
+  startedAt: z.string().nullable(),
+});
+const reportBody = z.object({
+  zone: z.string(),
+  agentUrl: z.string().max(200),
+  pid: z.number().int(),
+  address: z.string().max(100),
+  instances: z.array(observedSchema).max(10000),
+});
+
+interface Params {
+  tenant: string;
+  env: string;
+  service: string;
+  hash: string;
+}
+
+export function registerApi(app: FastifyInstance, platform: Platform, tokens: { admin: Secret; node: Secret }): void {
+  const adminHash = hashToken(tokens.admin.reveal());
+  const nodeHash = hashToken(tokens.node.reveal());
+
+  app.setErrorHandler((err, req, reply) => sendProblem(err, req, reply));
+  app.setNotFoundHandler((req, reply) => sendProblem(new NotFoundError(`no such endpoint: ${req.method} ${req.url.split('?')[0]}`), req, reply));
+
+  // Authentication and authorisation happen before any handler touches state.
+  app.addHook('onRequest', async (req) => {
+    const url = req.url.split('?')[0] ?? '';
+    if (!url.startsWith('/v1/')) return;
+    const header = req.headers.authorization;
+    const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    if (!token) throw new UnauthenticatedError('authorization: a bearer token is required (see $LANES_HOME/admin.token)');
+    const h = hashToken(token);
+    let role: Role | null = h === adminHash ? 'admin' : h === nodeHash ? 'node' : null;
+    if (!role) {
+      const found = await platform.store.findTokenByHash(h);
+      role = found?.role ?? null;
+    }
+    if (!role) throw new UnauthenticatedError('authorization: the token is not valid');
+    const dataPlane = url.startsWith('/v1/agent/') || url.startsWith('/v1/gateway/');
+    if (role === 'node' && !dataPlane) throw new NotAllowedError('authorization: a node token may only use the data-plane endpoints');
+    req.role = role;
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/openapi.json', async () => openApiDocument);
+
+  app.get('/v1/platform', async () => ({
+    version: '0.1.0',
+    domain: platform.config.domain,
+    gatewayUrl: platform.config.gatewayUrl,
+    zones: platform.zones.list().map(({ agentUrl: _hidden, ...z }) => z),
+  }));
+
+  // ---- tenants
+  app.post('/v1/tenants', async (req, reply) => {
+    const body = parseInput(tenantBody, req.body);
+    return reply.code(201).send(await platform.createTenant(body.name));
+  });
+  app.get('/v1/tenants', async () => ({ items: await platform.store.listTenants() }));
+  app.get<{ Params: Params }>('/v1/tenants/:tenant', async (req) => platform.store.getTenant(checkName('tenant', req.params.tenant)));
+  app.delete<{ Params: Params }>('/v1/tenants/:tenant', async (req, reply) => {
+    await platform.deleteTenant(req.params.tenant);
+    return reply.code(204).send();
+  });
+
+  // ---- environments
+  const envOut = (e: Awaited<ReturnType<Platform['environment']>>) => {
+    const host = environmentHost(e.name, e.tenant, platform.config.domain);
+    const gw = new URL(platform.config.gatewayUrl);
+    return {
+      tenant: e.tenant,
+      name: e.name,
+      lane: e.lane,
+      phase: e.phase,
+      host,
+      url: `${gw.protocol}//${host}${gw.port ? `:${gw.port}` : ''}/`,
+      release: e.currentRelease,
+      createdAt: e.createdAt,
+    };
+  };
+  app.post<{ Params: Params }>('/v1/tenants/:tenant/environments', async (req, reply) => {
+    const body = parseInput(envBody, req.body);
+    const env = await platform.createEnvironment(checkName('tenant', req.params.tenant), body.name, body.lane);
+    return reply.code(201).send(envOut(env));
+  });
+  app.get<{ Params: Params }>('/v1/tenants/:tenant/environments', async (req) => {
+    await platform.store.getTenant(checkName('tenant', req.params.tenant));
+    return { items: (await platform.store.listEnvironments(req.params.tenant)).map(envOut) };
+  });
+  app.get<{ Params: Params }>('/v1/tenants/:tenant/environments/:env', async (req) => {
+    const env = await platform.environment(req.params.tenant, req.params.env);
+    const [services, instances, rollout] = await Promise.all([platform.services(env), platform.instances(env), platform.rollout(env)]);
+    const ready = rollout?.state === 'complete';
+    return {
+      ...envOut(env),
+      services,
+      instances,
+      rollout: rollout && env.currentRelease ? { release: env.currentRelease, ...rollout } : null,
+      conditions: [
+        {
+          type: 'Ready',
+          status: ready ? 'True' : 'False',
+          reason: env.phase === 'deleting' ? 'Deleting' : !env.currentRelease ? 'NoRelease' : ready ? 'RolloutComplete' : rollout?.state === 'failed' ? 'RolloutFailed' : 'RolloutProgressing',
+          message: env.currentRelease ? (rollout?.message ?? '') : 'no release deployed yet',
+          time: new Date().toISOString(),
+        },
+      ],
+    };
+  });
+  app.delete<{ Params: Params }>('/v1/tenants/:tenant/environments/:env', async (req, reply) => {
+    const env = await platform.deleteEnvironment(req.params.tenant, req.params.env);
+    return reply.code(202).send(envOut(env));
+  });
+
+  // ---- releases
+  app.post<{ Params: Params; Body: Buffer }>(
+    '/v1/tenants/:tenant/environments/:env/releases',
+    { bodyLimit: platform.config.maxPackageBytes },
+    async (req, reply) => {
+      const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      const r = await platform.deploy(req.params.tenant, req.params.env, body);
+      return reply.code(r.unchanged ? 200 : 201).send({ ...releaseOut(r.release), unchanged: r.unchanged });
+    },
+  );
+  app.get<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/releases', async (req) => {
+    const env = await platform.environment(req.params.tenant, req.params.env);
+    return { items: (await platform.store.listReleases(env.id)).map(releaseOut) };
+  });
+
+  // ---- services and instances
+  app.get<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/services', async (req) => {
+    const env = await platform.environment(req.params.tenant, req.params.env);
+    return { items: await platform.services(env) };
+  });
+  app.put<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/services/:service/scale', async (req) => {
+    const body = parseInput(scaleBody, req.body);
+    return platform.scale(req.params.tenant, req.params.env, req.params.service, body.instances);
+  });
+  app.get<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/instances', async (req) => {
+    const env = await platform.environment(req.params.tenant, req.params.env);
+    return { items: await platform.instances(env) };
+  });
+
+  // ---- events
+  app.get('/v1/events', async (req) => {
+    const q = parseInput(eventsQuery, req.query, 'query');
+    const filter: { tenant?: string; environment?: string; afterId?: number; limit?: number } = {};
+    if (q.tenant !== undefined) filter.tenant = checkName('tenant', q.tenant);
+    if (q.environment !== undefined) filter.environment = checkName('environment', q.environment);
+    if (q.after !== undefined) filter.afterId = q.after;
+    if (q.limit !== undefined) filter.limit = q.limit;
+    return { items: await platform.store.listEvents(filter) };
+  });
+
+  // ---- logs: fetched from the zone supervisors that run the instances
+  app.get<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/logs', async (req, reply) => {
+    const q = parseInput(logsQuery, req.query, 'query');
+    const env = await platform.environment(req.params.tenant, req.params.env);
+    const rows = (await platform.store.listInstances({ environmentId: env.id })).filter(
+      (r) => (q.service === undefined || r.service === q.service) && (q.instance === undefined || r.id === q.instance),
+    );
+    if (q.instance !== undefined && rows.length === 0) throw new NotFoundError(`instance ${JSON.stringify(q.instance)} not found in ${env.tenant}/${env.name}`);
+    const follow = q.follow === '1' || q.follow === 'true';
+    await streamLogs(req, reply, platform, tokens.node, rows.map(instanceInfo), { tail: q.tail ?? 100, follow });
+  });
+
+  // ---- data plane
+  app.get<{ Querystring: { zone?: string } }>('/v1/agent/watch', async (req, reply) => {
+    const zone = req.query.zone ?? '';
+    if (!platform.zones.has(zone)) throw new NotFoundError(`zone ${JSON.stringify(zone)} is not a zone of this platform (${platform.zones.names.join(', ')})`);
+    openStream(req, reply, (send) => platform.desiredHub.subscribe(zone, send, (v) => platform.encodeDesired(v)));
+  });
+  app.post('/v1/agent/report', async (req) => {
+    const body = parseInput(reportBody, req.body);
+    await platform.report(body as AgentReport);
+    return { ok: true };
+  });
+  app.get<{ Params: Params }>('/v1/agent/packages/:hash', async (req, reply) => {
+    const file = await platform.packageFile(req.params.hash);
+    return reply.type('application/gzip').send(createReadStream(file));
+  });
+  app.get('/v1/gateway/watch', async (req, reply) => {
+    openStream(req, reply, (send) => platform.tableHub.subscribe('table', send, (t) => `${JSON.stringify({ type: 'table', table: t })}\n`));
+  });
+}
+
+function releaseOut(r: Awaited<ReturnType<Platform['store']['getRelease']>>) {
+  return {
+    id: r.hash,
+    version: r.version,
+    name: r.manifest.name,
+    status: r.status,
+    createdAt: r.createdAt,
+    services: r.manifest.services.map((s) => ({ name: s.name, instances: s.instances, http: s.http, path: s.path })),
+  };
+}
+
+/** An NDJSON stream kept open with pings; `subscribe` returns its unsubscribe. */
+function openStream(req: FastifyRequest, reply: FastifyReply, subscribe: (send: (line: string) => void) => () => void): void {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+  const send = (line: string): void => {
+    if (!res.writableEnded) res.write(line);
+  };
+  const unsubscribe = subscribe(send);
+  const ping = setInterval(() => send(`${JSON.stringify({ type: 'ping', time: new Date().toISOString() })}\n`), PING_MS);
+  const close = (): void => {
+    clearInterval(ping);
+    unsubscribe();
+  };
+  req.raw.socket.setTimeout(0);
+  res.on('close', close);
+}
+
+async function streamLogs(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  platform: Platform,
+  nodeToken: Secret,
+  instances: ReturnType<typeof instanceInfo>[],
+  opts: { tail: number; follow: boolean },
+): Promise<void> {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+  const abort = new AbortController();
+  res.on('close', () => abort.abort());
+  req.raw.socket.setTimeout(0);
+  await Promise.all(
+    instances.map(async (inst) => {
+      const agentUrl = platform.zones.agentUrl(inst.zone) ?? (await platform.store.listZones()).find((z) => z.name === inst.zone)?.agentUrl;
+      if (!agentUrl) return;
+      const url = `${agentUrl}/v1/logs?instance=${encodeURIComponent(inst.id)}&tail=${opts.tail}${opts.follow ? '&follow=1' : ''}`;
+      try {
+        const r = await undiciRequest(url, {
+          headers: { authorization: `Bearer ${nodeToken.reveal()}` },
+          signal: abort.signal,
+          headersTimeout: 5000,
+          bodyTimeout: opts.follow ? 0 : 30_000,
+        });
+        if (r.statusCode !== 200) {
+          await r.body.dump();
+          return;
+        }
+        let buf = '';
+        for await (const chunk of r.body) {
+          buf += String(chunk);
+          let nl: number;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const raw = buf.slice(0, nl);
+            buf = buf.slice(nl + 1);
+            if (!raw.trim()) continue;
+            try {
+              const line = JSON.parse(raw) as Partial<LogLine>;
+              const out: LogLine = {
+                time: line.time ?? null,
+                instance: inst.id,
+                service: inst.service,
+                zone: inst.zone,
+                stream: line.stream === 'stderr' ? 'stderr' : 'stdout',
+                line: String(line.line ?? ''),
+              };
+              if (!res.writableEnded) res.write(`${JSON.stringify(out)}\n`);
+            } catch {
+              /* a malformed line from a supervisor is skipped */
+            }
+          }
+        }
+      } catch (err) {
+        if (!abort.signal.aborted) req.log.warn({ instance: inst.id, zone: inst.zone, err: (err as Error).message }, 'log fetch failed');
+      }
+    }),
+  );
+  if (!res.writableEnded) res.end();
+}

@@ -1,0 +1,128 @@
+/**
+ * The OpenAPI 3.1 document served at /openapi.json. Written by hand from docs/api.md;
+ * a test checks that every registered route appears here and the other way round.
+ */
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: object) => ({ content: { 'application/json': { schema } } });
+const problem = { description: 'error', content: { 'application/problem+json': { schema: ref('Problem') } } };
+const errors = { '400': problem, '401': problem, '403': problem, '404': problem, '409': problem };
+const ok = (schema: object, description = 'ok') => ({ description, ...json(schema) });
+const list = (name: string) => ({ type: 'object', properties: { items: { type: 'array', items: ref(name) } }, required: ['items'] });
+const tenantP = { name: 'tenant', in: 'path', required: true, schema: { type: 'string' } };
+const envP = { name: 'env', in: 'path', required: true, schema: { type: 'string' } };
+const str = { type: 'string' };
+const int = { type: 'integer' };
+const nstr = { type: ['string', 'null'] };
+const nint = { type: ['integer', 'null'] };
+
+export const openApiDocument = {
+  openapi: '3.1.0',
+  info: { title: 'Lanes control plane', version: '0.1.0', description: 'Tenants, environments, releases, services, instances and events. See docs/api.md.' },
+  components: {
+    securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+    schemas: {
+      Problem: { type: 'object', properties: { type: str, title: str, status: int, code: str, detail: str, field: str }, required: ['status', 'code', 'detail'] },
+      Tenant: { type: 'object', properties: { name: str, createdAt: str }, required: ['name', 'createdAt'] },
+      Environment: {
+        type: 'object',
+        properties: { tenant: str, name: str, lane: { enum: ['single', 'double'] }, phase: { enum: ['active', 'deleting'] }, host: str, url: str, release: nstr, createdAt: str },
+      },
+      Service: { type: 'object', properties: { name: str, instances: int, effectiveInstances: int, http: { type: 'boolean' }, path: nstr, ready: int } },
+      Instance: {
+        type: 'object',
+        properties: {
+          id: str, service: str, release: str, zone: str, desired: { enum: ['running', 'stopped'] },
+          state: { enum: ['pending', 'starting', 'running', 'backoff', 'crashloop', 'stopping', 'stopped'] },
+          healthy: { type: 'boolean' }, pid: nint, address: nstr, port: nint, restarts: int, message: str, lastExitCode: nint,
+        },
+      },
+      EnvironmentStatus: {
+        allOf: [
+          ref('Environment'),
+          {
+            type: 'object',
+            properties: {
+              services: { type: 'array', items: ref('Service') },
+              instances: { type: 'array', items: ref('Instance') },
+              rollout: { type: ['object', 'null'], properties: { release: str, state: { enum: ['progressing', 'complete', 'failed'] }, message: str } },
+              conditions: { type: 'array', items: { type: 'object', properties: { type: str, status: str, reason: str, message: str, time: str } } },
+            },
+          },
+        ],
+      },
+      Release: {
+        type: 'object',
+        properties: { id: str, version: int, name: str, status: { enum: ['deploying', 'active', 'superseded', 'failed'] }, createdAt: str, services: { type: 'array' } },
+      },
+      Event: { type: 'object', properties: { id: int, time: str, tenant: nstr, environment: nstr, reason: str, object: nstr, message: str } },
+    },
+  },
+  security: [{ bearer: [] }],
+  paths: {
+    '/healthz': { get: { summary: 'Liveness of the control plane', security: [], responses: { '200': ok({ type: 'object' }) } } },
+    '/v1/platform': { get: { summary: 'Platform facts: domain, zones and their state, gateway URL', responses: { '200': ok({ type: 'object' }), ...errors } } },
+    '/v1/tenants': {
+      get: { summary: 'List tenants', responses: { '200': ok(list('Tenant')), ...errors } },
+      post: { summary: 'Create a tenant', requestBody: json({ type: 'object', properties: { name: str }, required: ['name'], additionalProperties: false }), responses: { '201': ok(ref('Tenant'), 'created'), ...errors } },
+    },
+    '/v1/tenants/{tenant}': {
+      parameters: [tenantP],
+      get: { summary: 'Get a tenant', responses: { '200': ok(ref('Tenant')), ...errors } },
+      delete: { summary: 'Delete a tenant without environments', responses: { '204': { description: 'deleted' }, ...errors } },
+    },
+    '/v1/tenants/{tenant}/environments': {
+      parameters: [tenantP],
+      get: { summary: 'List environments of a tenant', responses: { '200': ok(list('Environment')), ...errors } },
+      post: {
+        summary: 'Create an environment',
+        requestBody: json({ type: 'object', properties: { name: str, lane: { enum: ['single', 'double'] } }, required: ['name'], additionalProperties: false }),
+        responses: { '201': ok(ref('Environment'), 'created'), ...errors },
+      },
+    },
+    '/v1/tenants/{tenant}/environments/{env}': {
+      parameters: [tenantP, envP],
+      get: { summary: 'Environment status: release, services, instances, rollout', responses: { '200': ok(ref('EnvironmentStatus')), ...errors } },
+      delete: { summary: 'Delete an environment (its instances are stopped first)', responses: { '202': ok(ref('Environment'), 'deleting'), ...errors } },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/releases': {
+      parameters: [tenantP, envP],
+      get: { summary: 'Release history, newest first', responses: { '200': ok(list('Release')), ...errors } },
+      post: {
+        summary: 'Deploy an app package (.tgz with lanes.yaml) as a new release',
+        requestBody: { content: { 'application/gzip': { schema: { type: 'string', format: 'binary' } } } },
+        responses: { '201': ok(ref('Release'), 'deploying'), '200': ok(ref('Release'), 'already the current release'), '413': problem, ...errors },
+      },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/services': {
+      parameters: [tenantP, envP],
+      get: { summary: 'Services of the current release', responses: { '200': ok(list('Service')), ...errors } },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/services/{service}/scale': {
+      parameters: [tenantP, envP, { name: 'service', in: 'path', required: true, schema: str }],
+      put: { summary: 'Set the instance count of a service', requestBody: json({ type: 'object', properties: { instances: { type: 'integer', minimum: 0, maximum: 50 } }, required: ['instances'] }), responses: { '200': ok(ref('Service')), ...errors } },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/instances': {
+      parameters: [tenantP, envP],
+      get: { summary: 'Instances with their observed state', responses: { '200': ok(list('Instance')), ...errors } },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/logs': {
+      parameters: [
+        tenantP, envP,
+        { name: 'service', in: 'query', schema: str }, { name: 'instance', in: 'query', schema: str },
+        { name: 'tail', in: 'query', schema: int }, { name: 'follow', in: 'query', schema: { enum: ['0', '1'] } },
+      ],
+      get: { summary: 'Instance output as NDJSON lines', responses: { '200': { description: 'NDJSON stream', content: { 'application/x-ndjson': {} } }, ...errors } },
+    },
+    '/v1/events': {
+      parameters: [
+        { name: 'tenant', in: 'query', schema: str }, { name: 'environment', in: 'query', schema: str },
+        { name: 'after', in: 'query', schema: int }, { name: 'limit', in: 'query', schema: int },
+      ],
+      get: { summary: 'Events, oldest first', responses: { '200': ok(list('Event')), ...errors } },
+    },
+    '/v1/agent/watch': { get: { summary: 'Data plane: desired instances of a zone (NDJSON)', parameters: [{ name: 'zone', in: 'query', required: true, schema: str }], responses: { '200': { description: 'NDJSON stream' }, ...errors } } },
+    '/v1/agent/report': { post: { summary: 'Data plane: a zone supervisor reports observed instances (heartbeat)', responses: { '200': ok({ type: 'object' }), ...errors } } },
+    '/v1/agent/packages/{hash}': { get: { summary: 'Data plane: a release package', parameters: [{ name: 'hash', in: 'path', required: true, schema: str }], responses: { '200': { description: 'the .tgz' }, ...errors } } },
+    '/v1/gateway/watch': { get: { summary: 'Data plane: the routing table (NDJSON)', responses: { '200': { description: 'NDJSON stream' }, ...errors } } },
+  },
+} as const;

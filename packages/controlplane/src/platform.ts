@@ -1,0 +1,504 @@
+/**
+ * The control plane's core: API operations that write intent to the store, the
+ * environment reconciler that converges instances toward it, and the feeds that hand the
+ * result to supervisors (desired instances per zone) and to the gateway (routing table).
+ *
+ * Reconciling is level-triggered: any change in the store, any report from a supervisor,
+ * and a periodic resync all mark the world dirty; one loop then re-reads the state,
+ * decides (a pure function from @lanes/spec) and applies the plan. Running it twice in a
+ * row is harmless: the second run finds nothing to do.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { extractArchive, readPackageManifest } from '@lanes/archive';
+import {
+  ConflictError,
+  InputError,
+  NotFoundError,
+  TooLargeError,
+  askedCount,
+  checkLane,
+  checkName,
+  decideEnvironment,
+  effectiveCount,
+  environmentHost,
+  type AgentReport,
+  type DesiredInstance,
+  type Endpoint,
+  type EnvironmentView,
+  type Lane,
+  type Manifest,
+  type ObservedInstance,
+  type Plan,
+  type RoutingTable,
+  type VirtualHost,
+} from '@lanes/spec';
+import type { Store } from '@lanes/store';
+import type { Config } from './config.js';
+import { Hub } from './hub.js';
+import { ZoneRegistry } from './zones.js';
+
+type Environment = Awaited<ReturnType<Store['getEnvironment']>>;
+type InstanceRow = Awaited<ReturnType<Store['listInstances']>>[number];
+type Release = Awaited<ReturnType<Store['getRelease']>>;
+
+export interface InstanceInfo {
+  id: string;
+  service: string;
+  release: string;
+  zone: string;
+  desired: 'running' | 'stopped';
+  state: string;
+  healthy: boolean;
+  pid: number | null;
+  address: string | null;
+  port: number | null;
+  restarts: number;
+  message: string;
+  lastExitCode: number | null;
+}
+
+export interface ServiceInfo {
+  name: string;
+  instances: number;
+  effectiveInstances: number;
+  http: boolean;
+  path: string | null;
+  ready: number;
+}
+
+const RESYNC_MS = 1000;
+
+export class Platform {
+  readonly store: Store;
+  readonly config: Config;
+  readonly log: Logger;
+  readonly zones: ZoneRegistry;
+  readonly desiredHub = new Hub<readonly DesiredInstance[]>();
+  readonly tableHub = new Hub<RoutingTable>();
+  readonly packagesDir: string;
+  #revision = Date.now();
+  #table: RoutingTable;
+  #dirty = false;
+  #running: Promise<void> | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #unsubscribe: (() => void) | null = null;
+  #stopped = false;
+  readonly #manifests = new Map<string, Manifest>();
+  readonly #rollouts = new Map<string, string>();
+  readonly #readyZones = new Set<string>();
+
+  constructor(store: Store, config: Config, log: Logger) {
+    this.store = store;
+    this.config = config;
+    this.log = log;
+    this.zones = new ZoneRegistry(config.zoneList, config.zoneGraceMs);
+    this.packagesDir = path.join(config.home, 'packages');
+    this.#table = { revision: this.#revision, generatedAt: new Date().toISOString(), hosts: [] };
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.packagesDir, { recursive: true });
+    await mkdir(path.join(this.config.home, 'tmp'), { recursive: true });
+    // Events and heartbeats change nothing the reconciler decides on.
+    this.#unsubscribe = this.store.onChange((c) => {
+      if (c.kind !== 'event' && c.kind !== 'zone') this.kick();
+    });
+    this.#timer = setInterval(() => this.kick(), RESYNC_MS);
+    this.#timer.unref();
+    await this.tick();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#unsubscribe?.();
+    await this.#running;
+  }
+
+  get table(): RoutingTable {
+    return this.#table;
+  }
+
+  /** Marks the world dirty; one reconcile pass runs (again) soon. */
+  kick(): void {
+    if (this.#stopped) return;
+    this.#dirty = true;
+    if (!this.#running) {
+      this.#running = (async () => {
+        while (this.#dirty && !this.#stopped) {
+          this.#dirty = false;
+          try {
+            await this.tick();
+          } catch (err) {
+            this.log.error({ err }, 'reconcile pass failed');
+          }
+        }
+        this.#running = null;
+      })();
+    }
+  }
+
+  /** Waits until no reconcile pass is running or pending. */
+  async settle(): Promise<void> {
+    while (this.#running) await this.#running;
+  }
+
+  // ---- reconciling ------------------------------------------------------------------
+
+  async tick(): Promise<void> {
+    const reconcileId = randomBytes(4).toString('hex');
+    const ready = new Set(this.zones.ready());
+    for (const z of this.zones.names) {
+      const was = this.#readyZones.has(z);
+      if (was && !ready.has(z)) {
+        this.#readyZones.delete(z);
+        await this.event({ reason: 'ZoneUnavailable', object: `zone/${z}`, message: `zone ${z} is unavailable: its supervisor has not reported for ${this.config.zoneGraceMs} ms` });
+      } else if (!was && ready.has(z)) {
+        this.#readyZones.add(z);
+        await this.event({ reason: 'ZoneReady', object: `zone/${z}`, message: `zone ${z} is ready: its supervisor reports` });
+      }
+    }
+    for (const env of await this.store.listEnvironments()) {
+      const view = await this.viewOf(env);
+      const plan = decideEnvironment(view, ready);
+      await this.apply(env, view, plan, reconcileId);
+    }
+    await this.publishFeeds();
+  }
+
+  async viewOf(env: Environment): Promise<EnvironmentView> {
+    const rows = await this.store.listInstances({ environmentId: env.id });
+    const release = env.currentRelease ? { hash: env.currentRelease, manifest: await this.manifestOf(env.id, env.currentRelease) } : null;
+    return {
+      lane: env.lane,
+      phase: env.phase,
+      release,
+      scales: await this.store.getScales(env.id),
+      zones: this.zones.ready(),
+      instances: rows.map((r) => ({
+        id: r.id,
+        service: r.service,
+        release: r.release,
+        zone: r.zone,
+        desired: r.desired,
+        state: r.observed?.state ?? null,
+        healthy: r.observed?.healthy ?? false,
+        createdAt: r.createdAt,
+      })),
+    };
+  }
+
+  async manifestOf(environmentId: string, hash: string): Promise<Manifest> {
+    const key = `${environmentId}/${hash}`;
+    let m = this.#manifests.get(key);
+    if (!m) {
+      m = (await this.store.getRelease(environmentId, hash)).manifest;
+      this.#manifests.set(key, m);
+    }
+    return m;
+  }
+
+  async apply(env: Environment, view: EnvironmentView, plan: Plan, reconcileId: string): Promise<void> {
+    const scope = { tenant: env.tenant, environment: env.name };
+    for (const a of plan.actions) {
+      const log = this.log.child({ ...scope, reconcileId });
+      switch (a.type) {
+        case 'create': {
+          const id = `${a.service}-${randomBytes(3).toString('hex')}`;
+          await this.store.createInstance({ id, environmentId: env.id, service: a.service, release: a.release, zone: a.zone });
+          log.info({ instance: id, zone: a.zone, reason: a.reason }, 'instance created');
+          await this.event({ ...scope, reason: 'InstanceScheduled', object: `instance/${id}`, message: `scheduled ${id} in zone ${a.zone}: ${a.reason}` });
+          break;
+        }
+        case 'retire':
+          await this.store.setInstanceDesired(a.id, 'stopped');
+          log.info({ instance: a.id, reason: a.reason }, 'instance retired');
+          await this.event({ ...scope, reason: 'InstanceRetired', object: `instance/${a.id}`, message: `stopping ${a.id}: ${a.reason}` });
+          break;
+        case 'forget':
+          await this.store.deleteInstance(a.id);
+          await this.event({ ...scope, reason: 'InstanceRemoved', object: `instance/${a.id}`, message: a.reason });
+          break;
+      }
+    }
+    if (plan.gone) {
+      await this.store.deleteEnvironment(env.id);
+      this.#rollouts.delete(env.id);
+      await this.event({ ...scope, reason: 'EnvironmentDeleted', object: `environment/${env.tenant}/${env.name}`, message: `environment ${env.tenant}/${env.name} deleted: all its instances stopped` });
+      return;
+    }
+    if (plan.rollout && view.release) {
+      const key = `${view.release.hash}:${plan.rollout.state}`;
+      if (this.#rollouts.get(env.id) !== key) {
+        this.#rollouts.set(env.id, key);
+        const rel = await this.store.getRelease(env.id, view.release.hash);
+        const short = view.release.hash.slice(0, 12);
+        if (plan.rollout.state === 'complete' && rel.status !== 'active') {
+          for (const r of await this.store.listReleases(env.id)) {
+            if (r.status === 'active' && r.hash !== rel.hash) await this.store.setReleaseStatus(env.id, r.hash, 'superseded');
+          }
+          await this.store.setReleaseStatus(env.id, rel.hash, 'active');
+          await this.event({ ...scope, reason: 'RolloutComplete', object: `release/${short}`, message: `release ${short} (version ${rel.version}) is live: ${plan.rollout.message}` });
+        } else if (plan.rollout.state === 'failed' && rel.status === 'deploying') {
+          await this.store.setReleaseStatus(env.id, rel.hash, 'failed');
+          await this.event({ ...scope, reason: 'RolloutFailed', object: `release/${short}`, message: `release ${short} (version ${rel.version}) is not becoming ready: ${plan.rollout.message}` });
+        }
+      }
+    }
+  }
+
+  // ---- feeds ------------------------------------------------------------------------
+
+  async publishFeeds(): Promise<void> {
+    const envs = await this.store.listEnvironments();
+    const rows = await this.store.listInstances();
+    const perZone = new Map<string, DesiredInstance[]>(this.zones.names.map((z) => [z, []]));
+    for (const r of rows) {
+      if (r.desired !== 'running') continue;
+      const svc = (await this.manifestOf(r.environmentId, r.release)).services.find((s) => s.name === r.service);
+      const list = perZone.get(r.zone);
+      if (!svc || !list) continue;
+      list.push({
+        id: r.id,
+        tenant: r.tenant,
+        environment: r.environment,
+        service: r.service,
+        release: r.release,
+        argv: svc.argv,
+        env: svc.env,
+        port: svc.port,
+        listens: svc.http || svc.port !== null,
+        health: svc.health,
+        stopGraceMs: svc.stopGraceMs,
+      });
+    }
+    for (const [zone, list] of perZone) {
+      list.sort((a, b) => a.id.localeCompare(b.id));
+      this.desiredHub.publish(zone, list, (v) => this.encodeDesired(v));
+    }
+
+    const hosts: VirtualHost[] = [];
+    for (const env of envs) {
+      if (env.phase !== 'active' || !env.currentRelease) continue;
+      const manifest = await this.manifestOf(env.id, env.currentRelease);
+      const routes = manifest.services
+        .filter((s) => s.http)
+        .map((s) => ({
+          pathPrefix: s.path ?? '/',
+          service: s.name,
+          endpoints: rows.filter((r) => r.environmentId === env.id && r.service === s.name && r.desired === 'running').flatMap((r) => endpointOf(r)),
+        }));
+      if (routes.length === 0) continue;
+      hosts.push({ host: environmentHost(env.name, env.tenant, this.config.domain), tenant: env.tenant, environment: env.name, routes });
+    }
+    hosts.sort((a, b) => a.host.localeCompare(b.host));
+    const candidate: RoutingTable = { revision: this.#revision + 1, generatedAt: new Date().toISOString(), hosts };
+    const changed = this.tableHub.publish('table', candidate, (t) => encodeTable(t), (t) => JSON.stringify(t.hosts));
+    if (changed) {
+      this.#revision += 1;
+      this.#table = candidate;
+    }
+  }
+
+  #desiredRevision = Date.now();
+  encodeDesired(instances: readonly DesiredInstance[]): string {
+    this.#desiredRevision += 1;
+    return `${JSON.stringify({ type: 'desired', revision: this.#desiredRevision, instances })}\n`;
+  }
+
+  // ---- supervisors ------------------------------------------------------------------
+
+  async report(r: AgentReport): Promise<void> {
+    if (!this.zones.has(r.zone)) throw new InputError(`zone: ${JSON.stringify(r.zone)} is not a zone of this platform (${this.zones.names.join(', ')})`, 'zone');
+    const becameReady = this.zones.seen(r.zone, r.address, r.agentUrl);
+    await this.store.upsertZone({ name: r.zone, agentUrl: r.agentUrl, address: r.address, pid: r.pid });
+    const reported = new Map(r.instances.map((i) => [i.id, i]));
+    for (const row of await this.store.listInstances({ zone: r.zone })) {
+      const obs = reported.get(row.id) ?? null;
+      const changed = await this.store.updateObserved(row.id, obs);
+      if (changed) await this.noteTransition(row, row.observed, obs);
+    }
+    if (becameReady) this.kick();
+  }
+
+  async noteTransition(row: InstanceRow, prev: ObservedInstance | null, next: ObservedInstance | null): Promise<void> {
+    const scope = { tenant: row.tenant, environment: row.environment, object: `instance/${row.id}` };
+    if (!next) return;
+    if (next.restarts > (prev?.restarts ?? 0)) {
+      await this.event({ ...scope, reason: 'InstanceRestarted', message: `${row.id} restarted (restart ${next.restarts}): ${next.message}` });
+    }
+    if (next.state === 'crashloop' && prev?.state !== 'crashloop') {
+      await this.event({ ...scope, reason: 'InstanceCrashLoop', message: `${row.id} ${next.message}` });
+    }
+    if (next.healthy && !prev?.healthy) {
+      await this.event({ ...scope, reason: 'InstanceHealthy', message: `${row.id} is healthy in zone ${row.zone} at ${next.address}:${next.port ?? '-'} (pid ${next.pid ?? '-'})` });
+    } else if (!next.healthy && prev?.healthy) {
+      await this.event({ ...scope, reason: 'InstanceUnhealthy', message: `${row.id} is unhealthy: ${next.message}` });
+    }
+  }
+
+  async packageFile(hash: string): Promise<string> {
+    if (!/^[0-9a-f]{64}$/.test(hash)) throw new InputError(`hash: ${JSON.stringify(hash)} is not a package hash`, 'hash');
+    const file = path.join(this.packagesDir, `${hash}.tgz`);
+    try {
+      await stat(file);
+    } catch {
+      throw new NotFoundError(`package ${hash} not found`);
+    }
+    return file;
+  }
+
+  // ---- API operations -----------------------------------------------------------------
+
+  async event(e: { tenant?: string; environment?: string; reason: string; object?: string; message: string }): Promise<void> {
+    await this.store.addEvent(e);
+  }
+
+  async createTenant(name: unknown): Promise<Awaited<ReturnType<Store['createTenant']>>> {
+    const t = await this.store.createTenant(checkName('name', name));
+    await this.event({ tenant: t.name, reason: 'TenantCreated', object: `tenant/${t.name}`, message: `tenant ${t.name} created` });
+    return t;
+  }
+
+  async deleteTenant(name: string): Promise<void> {
+    await this.store.deleteTenant(checkName('tenant', name));
+    await this.event({ reason: 'TenantDeleted', object: `tenant/${name}`, message: `tenant ${name} deleted` });
+  }
+
+  async createEnvironment(tenant: string, name: unknown, lane: unknown): Promise<Environment> {
+    checkName('tenant', tenant);
+    const n = checkName('name', name);
+    const l: Lane = lane === undefined ? 'single' : checkLane(lane);
+    if (l === 'double' && this.zones.names.length < 2) {
+      throw new InputError(`lane: double needs at least 2 zones; this platform has ${this.zones.names.length} (${this.zones.names.join(', ')}); start it with --zones a,b`, 'lane');
+    }
+    const env = await this.store.createEnvironment({ tenant, name: n, lane: l });
+    await this.event({ tenant, environment: n, reason: 'EnvironmentCreated', object: `environment/${tenant}/${n}`, message: `environment ${tenant}/${n} created with lane ${l}` });
+    return env;
+  }
+
+  async environment(tenant: string, name: string): Promise<Environment> {
+    return this.store.getEnvironment(checkName('tenant', tenant), checkName('environment', name));
+  }
+
+  async deleteEnvironment(tenant: string, name: string): Promise<Environment> {
+    const env = await this.environment(tenant, name);
+    if (env.phase !== 'deleting') {
+      await this.store.setEnvironmentPhase(env.id, 'deleting');
+      await this.event({ tenant, environment: name, reason: 'EnvironmentDeleting', object: `environment/${tenant}/${name}`, message: `deleting environment ${tenant}/${name}: stopping its instances` });
+    }
+    return { ...env, phase: 'deleting' };
+  }
+
+  async deploy(tenant: string, name: string, tgz: Buffer): Promise<{ release: Release; created: boolean; unchanged: boolean }> {
+    const env = await this.environment(tenant, name);
+    if (env.phase === 'deleting') throw new ConflictError(`environment ${tenant}/${name} is being deleted`);
+    if (tgz.length === 0) throw new InputError('package: the body is empty; send the .tgz of an app package', 'package');
+    if (tgz.length > this.config.maxPackageBytes) throw new TooLargeError(`package: ${tgz.length} bytes is larger than the limit of ${this.config.maxPackageBytes}`);
+    const tmp = await mkdtemp(path.join(this.config.home, 'tmp', 'pkg-'));
+    let hash: string;
+    let manifest: Manifest;
+    try {
+      ({ hash } = await extractArchive(tgz, tmp));
+      manifest = await readPackageManifest(tmp);
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+    const file = path.join(this.packagesDir, `${hash}.tgz`);
+    try {
+      await stat(file);
+    } catch {
+      const part = `${file}.${process.pid}.part`;
+      await writeFile(part, tgz);
+      await rename(part, file);
+    }
+    const { created, ...release } = await this.store.createRelease({ environmentId: env.id, hash, manifest, sizeBytes: tgz.length });
+    if (env.currentRelease === hash) return { release, created, unchanged: true };
+    if (!created) await this.store.setReleaseStatus(env.id, hash, 'deploying');
+    await this.store.setCurrentRelease(env.id, hash);
+    this.#rollouts.delete(env.id);
+    await this.event({
+      tenant,
+      environment: name,
+      reason: 'ReleaseDeploying',
+      object: `release/${hash.slice(0, 12)}`,
+      message: `deploying release ${hash.slice(0, 12)} (version ${release.version}, ${manifest.name}: ${manifest.services.map((s) => s.name).join(', ')})`,
+    });
+    return { release: { ...release, status: 'deploying' }, created, unchanged: false };
+  }
+
+  async scale(tenant: string, name: string, service: string, instances: number): Promise<ServiceInfo> {
+    const env = await this.environment(tenant, name);
+    checkName('service', service);
+    if (!env.currentRelease) throw new NotFoundError(`environment ${tenant}/${name} has no release yet; deploy one first`);
+    const manifest = await this.manifestOf(env.id, env.currentRelease);
+    if (!manifest.services.some((s) => s.name === service)) {
+      throw new NotFoundError(`service ${JSON.stringify(service)} is not in the running release of ${tenant}/${name}; it has ${manifest.services.map((s) => s.name).join(', ')}`);
+    }
+    await this.store.setScale(env.id, service, instances);
+    await this.event({ tenant, environment: name, reason: 'ServiceScaled', object: `service/${service}`, message: `service ${service} scaled to ${instances} (lane ${env.lane}: ${effectiveCount(instances, env.lane)} instances)` });
+    const info = (await this.services(env)).find((s) => s.name === service);
+    if (!info) throw new NotFoundError(`service ${service} not found`);
+    return info;
+  }
+
+  async services(env: Environment): Promise<ServiceInfo[]> {
+    if (!env.currentRelease) return [];
+    const manifest = await this.manifestOf(env.id, env.currentRelease);
+    const scales = await this.store.getScales(env.id);
+    const rows = await this.store.listInstances({ environmentId: env.id });
+    return manifest.services.map((s) => {
+      const asked = askedCount(s, scales);
+      return {
+        name: s.name,
+        instances: asked,
+        effectiveInstances: effectiveCount(asked, env.lane),
+        http: s.http,
+        path: s.path,
+        ready: rows.filter((r) => r.service === s.name && r.release === env.currentRelease && r.desired === 'running' && r.observed?.healthy === true).length,
+      };
+    });
+  }
+
+  async instances(env: Environment): Promise<InstanceInfo[]> {
+    const rows = await this.store.listInstances({ environmentId: env.id });
+    return rows.map(instanceInfo);
+  }
+
+  async rollout(env: Environment): Promise<Plan['rollout']> {
+    const view = await this.viewOf(env);
+    return decideEnvironment(view, new Set(this.zones.ready())).rollout;
+  }
+}
+
+function endpointOf(r: InstanceRow): Endpoint[] {
+  const o = r.observed;
+  if (!o || o.state !== 'running' || !o.healthy || o.port === null) return [];
+  return [{ instance: r.id, zone: r.zone, address: o.address, port: o.port }];
+}
+
+function encodeTable(t: RoutingTable): string {
+  return `${JSON.stringify({ type: 'table', table: t })}\n`;
+}
+
+export function instanceInfo(r: InstanceRow): InstanceInfo {
+  const o = r.observed;
+  return {
+    id: r.id,
+    service: r.service,
+    release: r.release,
+    zone: r.zone,
+    desired: r.desired,
+    state: o?.state ?? (r.desired === 'running' ? 'pending' : 'stopped'),
+    healthy: o?.healthy ?? false,
+    pid: o?.pid ?? null,
+    address: o?.address ?? null,
+    port: o?.port ?? null,
+    restarts: o?.restarts ?? 0,
+    message: o?.message ?? (r.desired === 'running' ? 'waiting for the zone supervisor' : ''),
+    lastExitCode: o?.lastExitCode ?? null,
+  };
+}

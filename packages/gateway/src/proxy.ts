@@ -1,0 +1,649 @@
+/**
+ * The edge proxy. A node:http listener for clients and one undici keep-alive pool per
+ * instance endpoint. Each request runs through a fixed pipeline:
+ *
+ *   1. prepare   — read the headers once: Host, X-Request-Id, body or not, the upstream headers
+ *   2. guards    — access control / WAF stages (`GatewayOptions.guards`), may reject
+ *   3. route     — Host → environment, longest path prefix → service route
+ *   4. pick      — round robin over the route's endpoints, skipping ejected ones
+ *   5. exchange  — stream the request up and the response down; on a connection failure eject
+ *                  the endpoint and retry once elsewhere (idempotent, bodiless, nothing sent yet)
+ *   6. log       — one JSON line in the access log
+ *
+ * The gateway serves the routing table it was last given (also read back from its state
+ * directory at start), so it keeps working while the control plane is down.
+ */
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import type { RoutingTable } from '@lanes/spec';
+import { resolveLimits } from './config.js';
+import type { GatewayLimits } from './config.js';
+import { silentLogger } from './logging.js';
+import type { Logger } from './logging.js';
+import { ACCESS_LOG_FILE, LatestWriter, readJsonFile, TABLE_FILE } from './persist.js';
+import { normalizeHost, RoutingState } from './routing.js';
+import type { RouteMatch, Upstream } from './routing.js';
+
+/** A guard's verdict that stops a request before routing. */
+export interface Rejection {
+  readonly status: number;
+  /** One line, sent as the plain-text body. */
+  readonly message: string;
+}
+
+/**
+ * An access-control or WAF stage. Guards run in order before routing; the first that
+ * returns a Rejection answers the request. They must be synchronous and cheap.
+ */
+export type RequestGuard = (req: http.IncomingMessage) => Rejection | null;
+
+export interface GatewayOptions {
+  /** Where the routing table, the access log and the ready file live. */
+  readonly stateDir: string;
+  /** Listen address. @default "127.0.0.1" */
+  readonly host?: string;
+  /** Listen port; 0 picks a free one. @default 0 */
+  readonly httpPort?: number;
+  /** Timeouts and sizes; see GatewayLimits for the defaults. */
+  readonly limits?: Partial<GatewayLimits>;
+  /** Access control / WAF stages run before routing. @default [] */
+  readonly guards?: readonly RequestGuard[];
+  /** The process log. @default a silent logger */
+  readonly logger?: Logger;
+}
+
+type AccessDestination = ReturnType<typeof pino.destination>;
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
+/** Failures where no request reached the application: safe to eject and retry. */
+const CONNECTION_FAILURES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+/** Hop-by-hop response headers (RFC 9110 §7.6.1) that must not be forwarded. */
+const RESPONSE_HOP_HEADERS = ['keep-alive', 'proxy-connection', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+
+function errorCode(err: unknown): string {
+  if (err instanceof Error && 'code' in err && typeof err.code === 'string') return err.code;
+  return 'UNKNOWN';
+}
+
+class ClientClosedError extends Error {
+  readonly code = 'LANES_CLIENT_CLOSED';
+  constructor() {
+    super('client closed the connection');
+    this.name = 'ClientClosedError';
+  }
+}
+
+/** What an exchange needs from its gateway; kept narrow so the hot path stays obvious. */
+interface ProxyContext {
+  readonly routing: RoutingState;
+  readonly limits: GatewayLimits;
+  readonly guards: readonly RequestGuard[];
+  readonly log: Logger;
+  readonly access: Logger;
+  pool(upstream: Upstream): Pool;
+  done(): void;
+}
+
+/**
+ * One client request and its upstream attempts. It is its own undici dispatch handler, so
+ * a request costs one object plus the header array, however many chunks it streams.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  readonly #ctx: ProxyContext;
+  readonly #req: http.IncomingMessage;
+  readonly #res: http.ServerResponse;
+  readonly #startMs = performance.now();
+  #requestId = '';
+  #host = '';
+  #path = '/';
+  #headers: string[] = [];
+  #hasBody = false;
+  #match: RouteMatch | null = null;
+  #upstream: Upstream | null = null;
+  #controller: Dispatcher.DispatchController | null = null;
+  #retried = false;
+  /** The upstream exchange ended (completed or failed); nothing more to abort. */
+  #upstreamDone = false;
+  #clientGone = false;
+  #responded = false;
+  #status = 0;
+  #bytes = 0;
+
+  constructor(ctx: ProxyContext, req: http.IncomingMessage, res: http.ServerResponse) {
+    this.#ctx = ctx;
+    this.#req = req;
+    this.#res = res;
+  }
+
+  run(): void {
+    const res = this.#res;
+    res.once('close', this.#onClose);
+    const badTarget = this.#prepare();
+    if (badTarget !== null) return this.#answer(400, badTarget);
+
+    // Access control / WAF stages: the place for allow-lists, rate limits and rules.
+    const guards = this.#ctx.guards;
+    for (let i = 0; i < guards.length; i++) {
+      const guard = guards[i];
+      const rejection = guard === undefined ? null : guard(this.#req);
+      if (rejection !== null) return this.#answer(rejection.status, rejection.message);
+    }
+
+    const routing = this.#ctx.routing;
+    const match = routing.match(this.#host, this.#path);
+    if (match === null) {
+      const vhost = routing.lookupHost(this.#host);
+      if (vhost === null) return this.#answer(404, `no environment is served at host ${JSON.stringify(normalizeHost(this.#host))}`);
+      return this.#answer(404, `no route of ${vhost.tenant}/${vhost.environment} serves path ${JSON.stringify(pathOnly(this.#path))}`);
+    }
+    this.#match = match;
+    const upstream = routing.pick(match);
+    if (upstream === null) {
+      return this.#answer(503, `no healthy instance of service ${JSON.stringify(match.route.service)} in ${match.vhost.tenant}/${match.vhost.environment}`);
+    }
+    this.#dispatch(upstream);
+  }
+
+  /**
+   * One pass over the raw headers: finds Host, X-Request-Id, X-Forwarded-For and whether a
+   * body follows, and builds the upstream header list without hop-by-hop headers. Returns
+   * an error message when the request target is unusable.
+   */
+  #prepare(): string | null {
+    const req = this.#req;
+    const raw = req.rawHeaders;
+    const out: string[] = [];
+    let forwardedFor = '';
+    let incomingId = '';
+    let connectionTokens: string | null = null;
+    let hostIndex = -1;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i] ?? '';
+      const value = raw[i + 1] ?? '';
+      switch (name.toLowerCase()) {
+        case 'host':
+          this.#host = value;
+          hostIndex = out.length;
+          out.push(name, value);
+          break;
+        case 'content-length':
+          if (value !== '0') this.#hasBody = true;
+          out.push(name, value);
+          break;
+        case 'transfer-encoding':
+          this.#hasBody = true;
+          break;
+        case 'connection':
+          if (value !== 'keep-alive' && value !== 'close') connectionTokens = connectionTokens === null ? value : `${connectionTokens},${value}`;
+          break;
+        case 'keep-alive':
+        case 'proxy-connection':
+        case 'proxy-authorization':
+        case 'te':
+        case 'trailer':
+        case 'upgrade':
+        case 'expect':
+        case 'x-forwarded-proto':
+        case 'x-forwarded-host':
+          break;
+        case 'x-forwarded-for':
+          forwardedFor = forwardedFor === '' ? value : `${forwardedFor}, ${value}`;
+          break;
+        case 'x-request-id':
+          incomingId = value;
+          break;
+        default:
+          out.push(name, value);
+      }
+    }
+    if (connectionTokens !== null) removeConnectionTokens(out, connectionTokens);
+
+    let target = req.url ?? '/';
+    if (target.charCodeAt(0) !== 47 /* / */) {
+      // Absolute form (`GET http://host/path`): the URL's authority replaces Host.
+      if (!/^https?:\/\//i.test(target)) return `request target ${JSON.stringify(target.slice(0, 100))} is not a path`;
+      let url: URL;
+      try {
+        url = new URL(target);
+      } catch {
+        return `request target ${JSON.stringify(target.slice(0, 100))} is not a valid URL`;
+      }
+      target = `${url.pathname}${url.search}`;
+      this.#host = url.host;
+      if (hostIndex >= 0) out[hostIndex + 1] = url.host;
+      else out.push('host', url.host);
+    }
+    this.#path = target;
+
+    this.#requestId = REQUEST_ID_RE.test(incomingId) ? incomingId : randomUUID();
+    const client = req.socket.remoteAddress ?? '';
+    out.push(
+      'x-forwarded-for',
+      forwardedFor === '' ? client : `${forwardedFor}, ${client}`,
+      'x-forwarded-proto',
+      'http',
+      'x-forwarded-host',
+      this.#host,
+      'x-request-id',
+      this.#requestId,
+    );
+    this.#headers = out;
+    return null;
+  }
+
+  #dispatch(upstream: Upstream): void {
+    this.#upstream = upstream;
+    this.#controller = null;
+    this.#upstreamDone = false;
+    const pool = this.#ctx.pool(upstream);
+    try {
+      pool.dispatch(
+        {
+          path: this.#path,
+          method: this.#req.method ?? 'GET',
+          headers: this.#headers,
+          body: this.#hasBody ? this.#req : null,
+        },
+        this,
+      );
+    } catch (err) {
+      this.onResponseError(null, err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#clientGone) controller.abort(new ClientClosedError());
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200 || this.#clientGone) return;
+    const connection = headers['connection'];
+    if (connection !== undefined) {
+      delete headers['connection'];
+      for (const token of Array.isArray(connection) ? connection : [connection]) {
+        if (token === 'keep-alive' || token === 'close') continue;
+        for (const name of token.split(',')) delete headers[name.trim().toLowerCase()];
+      }
+    }
+    for (let i = 0; i < RESPONSE_HOP_HEADERS.length; i++) {
+      const name = RESPONSE_HOP_HEADERS[i];
+      if (name !== undefined && headers[name] !== undefined) delete headers[name];
+    }
+    headers['x-request-id'] = this.#requestId;
+    try {
+      this.#res.writeHead(statusCode, headers);
+    } catch (err) {
+      // The instance sent a header Node refuses to forward (e.g. a control character).
+      this.#ctx.log.warn({ requestId: this.#requestId, instance: this.#upstream?.endpoint.instance, err }, 'invalid upstream response header');
+      this.#upstreamDone = true;
+      controller.abort(err instanceof Error ? err : new Error(String(err)));
+      this.#answer(502, `${this.#serviceRef()} answered with an invalid header`);
+      return;
+    }
+    this.#status = statusCode;
+    this.#responded = true;
+    this.#res.on('drain', this.#onDrain);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#clientGone) return;
+    this.#bytes += chunk.length;
+    if (!this.#res.write(chunk)) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    this.#upstreamDone = true;
+    if (!this.#clientGone) this.#res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
+    if (this.#upstreamDone) return;
+    this.#upstreamDone = true;
+    if (this.#clientGone || err instanceof ClientClosedError) return;
+    const code = errorCode(err);
+    const upstream = this.#upstream;
+    const log = this.#ctx.log;
+    if (this.#responded) {
+      // Bytes already went out: the only honest signal left is to cut the connection.
+      log.warn({ requestId: this.#requestId, instance: upstream?.endpoint.instance, code }, 'upstream failed mid-response');
+      this.#res.destroy();
+      return;
+    }
+    if (upstream !== null && CONNECTION_FAILURES.has(code)) {
+      this.#ctx.routing.eject(upstream.key, this.#ctx.limits.ejectMs);
+      log.warn({ instance: upstream.endpoint.instance, endpoint: upstream.key, code, ejectMs: this.#ctx.limits.ejectMs }, 'endpoint ejected after connection failure');
+      const match = this.#match;
+      if (!this.#retried && match !== null && !this.#hasBody && IDEMPOTENT.has(this.#req.method ?? '')) {
+        this.#retried = true;
+        const next = this.#ctx.routing.pick(match, upstream.key);
+        if (next !== null) {
+          // A fresh tick: undici is still unwinding the failed attempt.
+          process.nextTick(retry, this, next);
+          return;
+        }
+      }
+    }
+    if (TIMEOUTS.has(code)) {
+      const waitedMs = code === 'UND_ERR_CONNECT_TIMEOUT' ? this.#ctx.limits.upstreamConnectTimeoutMs : this.#ctx.limits.upstreamHeadersTimeoutMs;
+      this.#answer(504, `${this.#serviceRef()} did not answer within ${waitedMs} ms`);
+      return;
+    }
+    log.warn({ requestId: this.#requestId, instance: upstream?.endpoint.instance, code, err }, 'upstream request failed');
+    this.#answer(502, `${this.#serviceRef()} failed to answer (${code})`);
+  }
+
+  retry(next: Upstream): void {
+    if (!this.#clientGone) this.#dispatch(next);
+  }
+
+  #serviceRef(): string {
+    const m = this.#match;
+    return m === null ? 'the service' : `service ${JSON.stringify(m.route.service)} in ${m.vhost.tenant}/${m.vhost.environment}`;
+  }
+
+  /** A gateway-made answer: plain text, one line. */
+  #answer(status: number, message: string): void {
+    const res = this.#res;
+    if (res.headersSent || this.#clientGone) {
+      res.destroy();
+      return;
+    }
+    const body = `${message}\n`;
+    this.#status = status;
+    this.#bytes = Buffer.byteLength(body);
+    res.writeHead(status, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': this.#bytes,
+      'cache-control': 'no-store',
+      'x-request-id': this.#requestId,
+    });
+    res.end(this.#req.method === 'HEAD' ? undefined : body);
+  }
+
+  readonly #onDrain = (): void => {
+    const c = this.#controller;
+    if (c !== null && c.paused) c.resume();
+  };
+
+  readonly #onClose = (): void => {
+    const res = this.#res;
+    if (!res.writableFinished) {
+      this.#clientGone = true;
+      if (!this.#upstreamDone && this.#controller !== null) this.#controller.abort(new ClientClosedError());
+    }
+    const url = this.#path;
+    const q = url.indexOf('?');
+    this.#ctx.access.info(
+      {
+        requestId: this.#requestId,
+        client: this.#req.socket.remoteAddress,
+        host: this.#host,
+        method: this.#req.method,
+        path: q === -1 ? url : url.slice(0, q),
+        // 499: the client went away before the answer was complete (nginx's convention).
+        status: this.#clientGone ? 499 : this.#status,
+        durationMs: Math.round((performance.now() - this.#startMs) * 10) / 10,
+        upstream: this.#upstream === null ? null : this.#upstream.endpoint.instance,
+        bytes: this.#bytes,
+      },
+      'request',
+    );
+    this.#ctx.done();
+  };
+}
+
+function retry(exchange: Exchange, next: Upstream): void {
+  exchange.retry(next);
+}
+
+function pathOnly(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+/** Removes the headers a Connection header names (they are hop-by-hop by declaration). */
+function removeConnectionTokens(headers: string[], tokens: string): void {
+  const names = new Set(tokens.split(',').map((t) => t.trim().toLowerCase()));
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    if (names.has((headers[i] ?? '').toLowerCase())) headers.splice(i, 2);
+  }
+}
+
+/**
+ * The edge gateway: listener, routing state, upstream pools, access log and the persisted
+ * table. `applyTable` is how a new table arrives (from the watch stream or a test).
+ */
+export class Gateway {
+  readonly routing = new RoutingState();
+  readonly limits: GatewayLimits;
+  readonly stateDir: string;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #guards: readonly RequestGuard[];
+  readonly #log: Logger;
+  readonly #pools = new Map<string, Pool>();
+  readonly #tableWriter: LatestWriter;
+  readonly #server: http.Server;
+  #accessDest: AccessDestination | null = null;
+  #access: Logger = silentLogger();
+  #flushTimer: NodeJS.Timeout | null = null;
+  #inFlight = 0;
+  #onIdle: (() => void) | null = null;
+  #url: string | null = null;
+  #closing: Promise<void> | null = null;
+  readonly #ctx: ProxyContext;
+
+  constructor(options: GatewayOptions) {
+    this.limits = resolveLimits(options.limits);
+    this.stateDir = path.resolve(options.stateDir);
+    this.#host = options.host ?? '127.0.0.1';
+    this.#port = options.httpPort ?? 0;
+    this.#guards = Object.freeze([...(options.guards ?? [])]);
+    this.#log = options.logger ?? silentLogger();
+    mkdirSync(this.stateDir, { recursive: true });
+    this.#tableWriter = new LatestWriter(path.join(this.stateDir, TABLE_FILE), (err) =>
+      this.#log.error({ err, file: TABLE_FILE }, 'routing table not persisted'),
+    );
+    const limits = this.limits;
+    this.#server = http.createServer(
+      {
+        headersTimeout: limits.headersTimeoutMs,
+        requestTimeout: limits.requestTimeoutMs,
+        keepAliveTimeout: limits.keepAliveTimeoutMs,
+        maxHeaderSize: limits.maxHeaderBytes,
+        // How often Node checks the two timeouts above; its 30 s default would stretch them.
+        connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+        requireHostHeader: true,
+        noDelay: true,
+      },
+      (req, res) => this.#handle(req, res),
+    );
+    this.#server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    this.#server.maxConnections = limits.maxConnections;
+    const gateway = this;
+    this.#ctx = {
+      routing: this.routing,
+      limits,
+      guards: this.#guards,
+      log: this.#log,
+      get access(): Logger {
+        return gateway.#access;
+      },
+      pool: (upstream) => this.#pool(upstream),
+      done: () => this.#requestDone(),
+    };
+  }
+
+  /** `http://host:port` once listening. */
+  get url(): string {
+    if (this.#url === null) throw new Error('gateway is not listening; call start() first');
+    return this.#url;
+  }
+
+  /** Requests being served right now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Opens the access log, loads the persisted routing table (serving it immediately, with
+   * or without a control plane) and starts listening. Resolves to the URL.
+   */
+  async start(): Promise<string> {
+    const dest = pino.destination({ dest: path.join(this.stateDir, ACCESS_LOG_FILE), sync: false, minLength: 4_096, mkdir: true });
+    await once(dest, 'ready');
+    this.#accessDest = dest;
+    this.#access = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime }, dest);
+    // Buffered for speed, but never more than a second behind for someone tailing it.
+    this.#flushTimer = setInterval(() => dest.flush(), 1_000);
+    this.#flushTimer.unref();
+
+    await this.#loadPersisted();
+
+    this.#server.listen(this.#port, this.#host);
+    await once(this.#server, 'listening');
+    const addr = this.#server.address();
+    const port = typeof addr === 'object' && addr !== null ? addr.port : this.#port;
+    const host = this.#host.includes(':') ? `[${this.#host}]` : this.#host;
+    this.#url = `http://${host}:${port}`;
+    this.#log.info({ url: this.#url, revision: this.routing.revision }, 'gateway listening');
+    return this.#url;
+  }
+
+  /**
+   * Validates and installs a routing table, then persists it (atomically, in the
+   * background). Throws an InputError naming the bad field and keeps the last good table.
+   */
+  applyTable(candidate: unknown): RoutingTable {
+    const table = this.routing.replace(candidate);
+    this.#tableWriter.write(JSON.stringify(table));
+    this.#prunePools();
+    this.#log.info({ revision: table.revision, hosts: table.hosts.length }, 'routing table applied');
+    return table;
+  }
+
+  /** Resolves when every accepted table is on disk. */
+  async persisted(): Promise<void> {
+    await this.#tableWriter.idle();
+  }
+
+  /**
+   * Stops accepting connections, lets in-flight requests finish for up to `graceMs`, then
+   * cuts what is left, closes the upstream pools and flushes the access log.
+   */
+  close(graceMs: number = this.limits.shutdownGraceMs): Promise<void> {
+    this.#closing ??= this.#close(graceMs);
+    return this.#closing;
+  }
+
+  async #close(graceMs: number): Promise<void> {
+    const server = this.#server;
+    const closed = server.listening ? once(server, 'close') : Promise.resolve([]);
+    if (server.listening) server.close();
+    server.closeIdleConnections();
+    if (this.#inFlight > 0) {
+      const idle = new Promise<void>((resolve) => {
+        this.#onIdle = resolve;
+      });
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, graceMs);
+      });
+      // Keep-alive connections become idle as their responses finish; close them then.
+      const sweeper = setInterval(() => server.closeIdleConnections(), 50);
+      await Promise.race([idle, deadline]);
+      clearTimeout(timer);
+      clearInterval(sweeper);
+      if (this.#inFlight > 0) this.#log.warn({ inFlight: this.#inFlight, graceMs }, 'shutdown grace over; cutting requests');
+    }
+    server.closeAllConnections();
+    await closed;
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
+    await this.#tableWriter.idle();
+    if (this.#flushTimer !== null) clearInterval(this.#flushTimer);
+    const dest = this.#accessDest;
+    if (dest !== null) {
+      this.#accessDest = null;
+      dest.flushSync();
+      const finished = once(dest, 'close');
+      dest.end();
+      await finished;
+    }
+    this.#log.info('gateway stopped');
+  }
+
+  async #loadPersisted(): Promise<void> {
+    const file = path.join(this.stateDir, TABLE_FILE);
+    try {
+      const saved = await readJsonFile(file);
+      if (saved === null) return;
+      const table = this.routing.replace(saved);
+      this.#log.info({ revision: table.revision, hosts: table.hosts.length }, 'persisted routing table loaded');
+    } catch (err) {
+      // A broken file is not fatal: the watch stream brings a fresh table.
+      this.#log.warn({ err, file }, 'persisted routing table ignored');
+    }
+  }
+
+  #handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.#inFlight++;
+    new Exchange(this.#ctx, req, res).run();
+  }
+
+  #requestDone(): void {
+    this.#inFlight--;
+    if (this.#inFlight === 0 && this.#onIdle !== null) {
+      const resolve = this.#onIdle;
+      this.#onIdle = null;
+      resolve();
+    }
+  }
+
+  #pool(upstream: Upstream): Pool {
+    let pool = this.#pools.get(upstream.origin);
+    if (pool === undefined) {
+      const l = this.limits;
+      pool = new Pool(upstream.origin, {
+        connections: l.upstreamConnections,
+        pipelining: 1,
+        keepAliveTimeout: l.upstreamKeepAliveTimeoutMs,
+        headersTimeout: l.upstreamHeadersTimeoutMs,
+        bodyTimeout: l.upstreamBodyTimeoutMs,
+        connect: { timeout: l.upstreamConnectTimeoutMs },
+      });
+      this.#pools.set(upstream.origin, pool);
+    }
+    return pool;
+  }
+
+  /** Closes (gracefully) the pools of endpoints the new table no longer has. */
+  #prunePools(): void {
+    const keep = this.routing.origins();
+    for (const [origin, pool] of this.#pools) {
+      if (keep.has(origin)) continue;
+      this.#pools.delete(origin);
+      pool.close().catch((err: unknown) => this.#log.debug({ err, origin }, 'upstream pool close failed'));
+    }
+  }
+}

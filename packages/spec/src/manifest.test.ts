@@ -1,0 +1,179 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { InputError } from './errors.js';
+import { HEALTH_DEFAULTS, MAX_MANIFEST_BYTES, parseManifest, validateManifest } from './manifest.js';
+
+/** Asserts parseManifest refuses `text` with exactly `message` and `field`. */
+function refuses(text: string, message: string, field?: string): void {
+  assert.throws(
+    () => parseManifest(text),
+    (err: unknown) => {
+      assert.ok(err instanceof InputError, `expected an InputError, got ${String(err)}`);
+      assert.equal(err.message, message);
+      if (field !== undefined) assert.equal(err.field, field);
+      return true;
+    },
+  );
+}
+
+const web = (extra = ''): string => `name: hello\nservices:\n  web:\n    command: node server.js\n${extra}`;
+
+describe('parseManifest', () => {
+  it('normalises a minimal manifest with defaults', () => {
+    const m = parseManifest(web());
+    assert.deepEqual(m, {
+      name: 'hello',
+      services: [
+        { name: 'web', command: 'node server.js', argv: ['node', 'server.js'], instances: 1, http: false, path: null, port: null, health: null, env: {}, stopGraceMs: 10_000 },
+      ],
+    });
+  });
+
+  it('applies the health check defaults (1000/500/2/2)', () => {
+    const m = parseManifest(web('    http: true\n    health: { path: /healthz }\n'));
+    assert.deepEqual(m.services[0]?.health, { path: '/healthz', intervalMs: 1000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 });
+    assert.deepEqual(HEALTH_DEFAULTS, { intervalMs: 1000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 });
+  });
+
+  it('parses durations and thresholds given explicitly', () => {
+    const m = parseManifest(web('    health: { path: /h, interval: 2s, timeout: 250ms, healthy_threshold: 3, unhealthy_threshold: 5 }\n    stop_grace: 1m\n'));
+    assert.deepEqual(m.services[0]?.health, { path: '/h', intervalMs: 2000, timeoutMs: 250, healthyThreshold: 3, unhealthyThreshold: 5 });
+    assert.equal(m.services[0]?.stopGraceMs, 60_000);
+  });
+
+  it('splits the command into argv, honouring quotes', () => {
+    const m = parseManifest(`name: hello\nservices:\n  web:\n    command: node 'my app.js' --title "a b" x\\ y\n`);
+    assert.deepEqual(m.services[0]?.argv, ['node', 'my app.js', '--title', 'a b', 'x y']);
+  });
+
+  it('keeps services in manifest order with their settings', () => {
+    const m = parseManifest(
+      'name: shop\nservices:\n  web:\n    command: node web.js\n    instances: 3\n    http: true\n  api:\n    command: node api.js\n    http: true\n    path: /api/\n    env: { MODE: fast }\n  worker:\n    command: node worker.js\n    instances: 0\n    port: 9000\n',
+    );
+    assert.deepEqual(
+      m.services.map((s) => [s.name, s.instances, s.http, s.path, s.port, s.env]),
+      [
+        ['web', 3, true, null, null, {}],
+        ['api', 1, true, '/api/', null, { MODE: 'fast' }],
+        ['worker', 0, false, null, 9000, {}],
+      ],
+    );
+  });
+
+  it('names an unknown key at the top level', () => {
+    refuses('name: hello\nservice: {}\nservices:\n  web:\n    command: x\n', 'lanes.yaml: (root): unknown key "service"', '(root)');
+  });
+
+  it('names an unknown key inside a service by its path', () => {
+    refuses(web('    comand: node x.js\n'), 'lanes.yaml: services.web: unknown key "comand"', 'services.web');
+  });
+
+  it('names an unknown key inside the health check', () => {
+    refuses(web('    health: { path: /h, intervall: 1s }\n'), 'lanes.yaml: services.web.health: unknown key "intervall"', 'services.web.health');
+  });
+
+  it('reports a wrong type with what was expected and what was found', () => {
+    refuses(web('    instances: "2"\n'), 'lanes.yaml: services.web.instances: expected number, got string', 'services.web.instances');
+    refuses(web('    http: "yes"\n'), 'lanes.yaml: services.web.http: expected boolean, got string', 'services.web.http');
+    refuses('name: 42\nservices:\n  web:\n    command: x\n', 'lanes.yaml: name: expected string, got number', 'name');
+    refuses('name: hello\nservices: [a]\n', 'lanes.yaml: services: expected record, got array', 'services');
+  });
+
+  it('refuses a service without a command', () => {
+    refuses('name: hello\nservices:\n  web:\n    instances: 2\n', 'lanes.yaml: services.web.command: is required', 'services.web.command');
+    refuses('name: hello\nservices:\n  web:\n    command: ""\n', 'lanes.yaml: services.web.command: must not be empty', 'services.web.command');
+    refuses('name: hello\nservices:\n  web:\n    command: "   "\n', 'lanes.yaml: services.web.command: the command is empty', 'services.web.command');
+  });
+
+  it('refuses a command with an unterminated quote', () => {
+    refuses(`name: hello\nservices:\n  web:\n    command: node 'a.js\n`, `lanes.yaml: services.web.command: unterminated ' quote in "node 'a.js"`, 'services.web.command');
+  });
+
+  it('refuses negative and too many instances', () => {
+    refuses(web('    instances: -1\n'), 'lanes.yaml: services.web.instances: must be at least 0', 'services.web.instances');
+    refuses(web('    instances: 51\n'), 'lanes.yaml: services.web.instances: must be at most 50', 'services.web.instances');
+    assert.throws(() => parseManifest(web('    instances: 1.5\n')), /services\.web\.instances/);
+  });
+
+  it('refuses two http services without a routing rule', () => {
+    refuses(
+      'name: hello\nservices:\n  web:\n    command: a\n    http: true\n  api:\n    command: b\n    http: true\n',
+      'lanes.yaml: services: web and api are both http services without a routing rule; give all but one a path (e.g. path: /api/)',
+      'services',
+    );
+  });
+
+  it('refuses two services routed at the same path', () => {
+    refuses(
+      'name: hello\nservices:\n  web:\n    command: a\n    http: true\n    path: /x/\n  api:\n    command: b\n    http: true\n    path: /x/\n',
+      'lanes.yaml: services.api.path: /x/ is already routed to web',
+      'services.api.path',
+    );
+  });
+
+  it('refuses a path on a service that is not http', () => {
+    refuses(web('    path: /api/\n'), 'lanes.yaml: services.web.path: only an http service can have a path', 'services.web.path');
+  });
+
+  it('refuses two services on the same fixed port', () => {
+    refuses('name: hello\nservices:\n  a:\n    command: a\n    port: 8080\n  b:\n    command: b\n    port: 8080\n', 'lanes.yaml: services.b.port: 8080 is already used by a', 'services.b.port');
+  });
+
+  it('refuses a reserved environment variable', () => {
+    refuses(web('    env: { LANES_TENANT: other }\n'), 'lanes.yaml: services.web.env.LANES_TENANT: is set by the platform and cannot be overridden', 'services.web.env.LANES_TENANT');
+    refuses(web('    env: { PORT: "80" }\n'), 'lanes.yaml: services.web.env.PORT: is set by the platform and cannot be overridden', 'services.web.env.PORT');
+  });
+
+  it('refuses an environment variable name that is not a valid identifier', () => {
+    assert.throws(() => parseManifest(web('    env: { "A-B": x }\n')), /services\.web\.env\.A-B: must be a valid variable name/);
+  });
+
+  it('refuses invalid service and app names', () => {
+    refuses('name: hello\nservices:\n  Web:\n    command: x\n', `lanes.yaml: services.Web: "Web" is not a valid service name; use 1-30 characters a-z, 0-9 and '-'`, 'services.Web');
+    refuses('name: hello\nservices:\n  ../x:\n    command: x\n', `lanes.yaml: services.../x: "../x" is not a valid service name; use 1-30 characters a-z, 0-9 and '-'`, 'services.../x');
+    refuses('name: Hello_App\nservices:\n  web:\n    command: x\n', `lanes.yaml: name: "Hello_App" is not a valid name; use 1-30 characters a-z, 0-9 and '-'`, 'name');
+  });
+
+  it('refuses a manifest without services', () => {
+    refuses('name: hello\nservices: {}\n', 'lanes.yaml: services: at least one service is needed', 'services');
+    refuses('name: hello\n', 'lanes.yaml: services: is required', 'services');
+  });
+
+  it('refuses a bad duration, naming the field', () => {
+    refuses(web('    stop_grace: 5x\n'), 'lanes.yaml: services.web.stop_grace: "5x" is not a duration; use e.g. 500ms, 1s, 2m', 'services.web.stop_grace');
+    refuses(web('    health: { path: /h, interval: soon }\n'), 'lanes.yaml: services.web.health.interval: "soon" is not a duration; use e.g. 500ms, 1s, 2m', 'services.web.health.interval');
+  });
+
+  it('refuses a health timeout not shorter than the interval', () => {
+    refuses(web('    health: { path: /h, interval: 1s, timeout: 1s }\n'), 'lanes.yaml: services.web.health.timeout: must be shorter than the interval', 'services.web.health.timeout');
+  });
+
+  it('refuses a health path that is not a URL path', () => {
+    refuses(web('    health: { path: healthz }\n'), 'lanes.yaml: services.web.health.path: must be a URL path starting with /', 'services.web.health.path');
+  });
+
+  it('refuses text that is not YAML', () => {
+    assert.throws(() => parseManifest('name: [\n'), (err: unknown) => err instanceof InputError && err.message.startsWith('lanes.yaml: not valid YAML: ') && !err.message.includes('\n'));
+    assert.throws(() => parseManifest('name: a\nname: b\nservices: {}\n'), /lanes\.yaml: not valid YAML: Map keys must be unique/);
+  });
+
+  it('refuses YAML that is not a mapping', () => {
+    for (const text of ['- a\n- b\n', 'hello', '', '42', 'null']) {
+      refuses(text, 'lanes.yaml: must be a mapping with name and services', 'lanes.yaml');
+    }
+  });
+
+  it('refuses a manifest larger than the limit', () => {
+    refuses(web(`# ${'x'.repeat(MAX_MANIFEST_BYTES)}\n`), `lanes.yaml: is larger than ${MAX_MANIFEST_BYTES} bytes`, 'lanes.yaml');
+  });
+
+  it('refuses a YAML alias bomb', () => {
+    const lines = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 12; i++) lines.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10).fill(`*${String.fromCharCode(96 + i)}`).join(', ')}]`);
+    assert.throws(() => parseManifest(lines.join('\n')), InputError);
+  });
+
+  it('validateManifest accepts an already parsed object', () => {
+    assert.equal(validateManifest({ name: 'x', services: { a: { command: 'run' } } }).services[0]?.argv[0], 'run');
+  });
+});

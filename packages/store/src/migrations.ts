@@ -1,0 +1,100 @@
+/**
+ * Versioned schema migrations, in code. Names sort in order ('0001_init', '0002_…'); a
+ * migration once released is never edited — add a new one. Each statement runs on its
+ * own because PGlite's extended protocol takes one statement per query.
+ */
+import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+async function run(db: Kysely<unknown>, statements: readonly string[]): Promise<void> {
+  for (const s of statements) await sql.raw(s).execute(db);
+}
+
+const init: Migration = {
+  async up(db) {
+    await run(db, [
+      `create table tenants (
+        name text primary key,
+        created_at timestamptz not null default now()
+      )`,
+      `create table environments (
+        id text primary key,
+        tenant text not null references tenants (name) on delete restrict,
+        name text not null,
+        lane text not null check (lane in ('single', 'double')),
+        phase text not null default 'active' check (phase in ('active', 'deleting')),
+        current_release text,
+        created_at timestamptz not null default now(),
+        unique (tenant, name)
+      )`,
+      `create table releases (
+        environment_id text not null references environments (id) on delete cascade,
+        hash text not null,
+        version integer not null check (version > 0),
+        manifest jsonb not null,
+        status text not null default 'deploying' check (status in ('deploying', 'active', 'superseded', 'failed')),
+        size_bytes bigint not null check (size_bytes >= 0),
+        created_at timestamptz not null default now(),
+        primary key (environment_id, hash),
+        unique (environment_id, version)
+      )`,
+      `create table services (
+        environment_id text not null references environments (id) on delete cascade,
+        service text not null,
+        instances integer not null check (instances >= 0),
+        updated_at timestamptz not null default now(),
+        primary key (environment_id, service)
+      )`,
+      // Zones are not a foreign key: a zone's supervisor may report after instances were placed on it.
+      `create table instances (
+        id text primary key,
+        environment_id text not null references environments (id) on delete cascade,
+        service text not null,
+        release text not null,
+        zone text not null,
+        desired text not null default 'running' check (desired in ('running', 'stopped')),
+        observed jsonb,
+        observed_at timestamptz,
+        created_at timestamptz not null default now(),
+        foreign key (environment_id, release) references releases (environment_id, hash) on delete cascade
+      )`,
+      `create index instances_environment_idx on instances (environment_id, service)`,
+      `create index instances_zone_idx on instances (zone)`,
+      `create table zones (
+        name text primary key,
+        agent_url text not null,
+        address text not null,
+        pid integer not null,
+        last_seen_at timestamptz not null default now()
+      )`,
+      // Events name their tenant and environment as text, not foreign keys: the history outlives the objects.
+      `create table events (
+        id bigint generated always as identity primary key,
+        time timestamptz not null default now(),
+        tenant text,
+        environment text,
+        reason text not null,
+        object text,
+        message text not null
+      )`,
+      `create index events_scope_idx on events (tenant, environment, id)`,
+      `create table api_tokens (
+        name text primary key,
+        role text not null check (role in ('admin', 'node')),
+        hash text not null unique,
+        created_at timestamptz not null default now()
+      )`,
+      `create index api_tokens_role_idx on api_tokens (role)`,
+    ]);
+  },
+};
+
+const MIGRATIONS: Readonly<Record<string, Migration>> = {
+  '0001_init': init,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: () => Promise.resolve({ ...MIGRATIONS }),
+};
+
+/** Names of all migrations this build knows, in order. */
+export const migrationNames: readonly string[] = Object.keys(MIGRATIONS).sort();

@@ -1,0 +1,87 @@
+/** The store's row types: camelCase fields, timestamps as ISO-8601 strings. */
+import type { Lane, Manifest, ObservedInstance } from '@lanes/spec';
+
+export type { Lane };
+export type Phase = 'active' | 'deleting';
+export type ReleaseStatus = 'deploying' | 'active' | 'superseded' | 'failed';
+export type Desired = 'running' | 'stopped';
+export type TokenRole = 'admin' | 'node';
+
+export interface Tenant {
+  readonly name: string;
+  readonly createdAt: string;
+}
+
+export interface Environment {
+  /** Generated text id (`env_` + 16 hex digits); stable across renames and used as the key by releases and instances. */
+  readonly id: string;
+  readonly tenant: string;
+  readonly name: string;
+  readonly lane: Lane;
+  readonly phase: Phase;
+  /** Hash of the release the environment should run, or null before the first deploy. */
+  readonly currentRelease: string | null;
+  readonly createdAt: string;
+}
+
+export interface Release {
+  readonly environmentId: string;
+  readonly hash: string;
+  /** 1 + the highest version in the environment when it was created. */
+  readonly version: number;
+  readonly manifest: Manifest;
+  readonly status: ReleaseStatus;
+  readonly sizeBytes: number;
+  readonly createdAt: string;
+}
+
+export interface InstanceRow {
+  readonly id: string;
+  readonly environmentId: string;
+  readonly tenant: string;
+  readonly environment: string;
+  readonly service: string;
+  readonly release: string;
+  readonly zone: string;
+  readonly desired: Desired;
+  /** What the zone supervisor last reported; null until it reports (or after it loses the instance). */
+  readonly observed: ObservedInstance | null;
+  /** When `observed` last changed. */
+  readonly observedAt: string | null;
+  readonly createdAt: string;
+}
+
+export interface Zone {
+  readonly name: string;
+  readonly agentUrl: string;
+  readonly address: string;
+  readonly pid: number;
+  readonly lastSeenAt: string;
+}
+
+export interface Event {
+  readonly id: number;
+  readonly time: string;
+  readonly tenant: string | null;
+  readonly environment: string | null;
+  /** A short CamelCase reason, e.g. `ReleaseCreated`, `InstanceCrashLooping`. */
+  readonly reason: string;
+  /** What the event is about, e.g. `instance/web-a-1`. */
+  readonly object: string | null;
+  readonly message: string;
+}
+
+export interface Token {
+  readonly name: string;
+  readonly role: TokenRole;
+}
+
+export type ChangeKind = 'tenant' | 'environment' | 'release' | 'service' | 'instance' | 'zone' | 'event';
+
+/** One committed write, as told to onChange listeners. */
+export interface Change {
+  readonly kind: ChangeKind;
+  readonly tenant?: string;
+  readonly environment?: string;
+  readonly environmentId?: string;
+}

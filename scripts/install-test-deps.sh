@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the machine packages the tests need (PostgreSQL server binaries for the store's
+# real-PostgreSQL suite, wrk for the benchmarks). As root with apt-get it installs what is
+# missing; otherwise it says what is missing and carries on (those cases then skip visibly).
+set -euo pipefail
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "install-test-deps: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+  echo "install-test-deps: missing ${need[*]} (not root or no apt-get): those tests will be skipped" >&2
+fi
