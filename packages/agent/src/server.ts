@@ -32,6 +32,7 @@ export interface AgentServer {
 }
 
 const MAX_BODY_BYTES = 4096;
+const MAX_FOLLOW_BUFFER_BYTES = 1024 * 1024;
 
 function problem(res: ServerResponse, status: number, title: string, code: string, detail: string): void {
   if (res.headersSent) {
@@ -108,9 +109,17 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     }
     // A follower may be idle for long: no socket timeout; it ends when the client goes away.
     req.socket.setTimeout(0);
+    const send = (stream: 'stdout' | 'stderr', text: string): void => {
+      // A follower that does not read is dropped rather than buffered without bound.
+      if (res.writableLength > MAX_FOLLOW_BUFFER_BYTES) {
+        res.destroy();
+        return;
+      }
+      res.write(line(stream, text, new Date().toISOString()));
+    };
     const stops = [
-      followFile({ file: files.stdout, fromOffset: outSize, onLine: (t) => res.write(line('stdout', t, new Date().toISOString())) }),
-      followFile({ file: files.stderr, fromOffset: errSize, onLine: (t) => res.write(line('stderr', t, new Date().toISOString())) }),
+      followFile({ file: files.stdout, fromOffset: outSize, onLine: (t) => send('stdout', t) }),
+      followFile({ file: files.stderr, fromOffset: errSize, onLine: (t) => send('stderr', t) }),
     ];
     res.on('close', () => stops.forEach((stop) => stop()));
   };

@@ -54,7 +54,7 @@ export function parseUpArgs(argv: readonly string[]): UpOptions | 'help' {
   try {
     zones = parseZones(v.zones ?? 'a,b,c');
   } catch (err) {
-    throw new UsageError(`--${err instanceof Error ? err.message : String(err)}`);
+    throw new UsageError(`--zones: ${(err instanceof Error ? err.message : String(err)).replace(/^zones(\[\d+\])?: /, '')}`);
   }
   const httpPort = parseIntArg('--http-port', v['http-port'] ?? '8080', 1, 65535);
   const apiPort = parseIntArg('--api-port', v['api-port'] ?? '7070', 1, 65535);
@@ -211,6 +211,8 @@ interface Component {
   startedAtMs: number;
   failures: number;
   restartTimer: NodeJS.Timeout | null;
+  /** Has been ready once: from then on an exit means a restart, even while others start. */
+  wasReady: boolean;
 }
 
 /** @default 1000, doubling to 30000; reset once a component stayed up this long. */
@@ -382,6 +384,7 @@ class Launcher {
       startedAtMs: 0,
       failures: 0,
       restartTimer: null,
+      wasReady: false,
     };
     this.#components.push(c);
     return c;
@@ -432,6 +435,7 @@ class Launcher {
       const pid = this.#spawn(c);
       await this.#writeContext();
       const url = await this.#waitReady(c, pid);
+      c.wasReady = true;
       this.#io.line(`ready (${((Date.now() - t0) / 1000).toFixed(1)}s)`);
       return url;
     } catch (err) {
@@ -463,7 +467,7 @@ class Launcher {
   }
 
   async #onExit(c: Component, pid: number): Promise<void> {
-    if (this.#stopping || this.#ctx.state === 'starting') return; // start failures are handled by #waitReady
+    if (this.#stopping || !c.wasReady) return; // failures before the first ready are handled by #waitReady
     const onDisk = await readContext(this.#home);
     if (onDisk === null || onDisk.state === 'stopping' || onDisk.launcherPid !== process.pid) {
       this.#stopping = true; // `lanes down` is at work: do not fight it

@@ -112,6 +112,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   readonly #res: http.ServerResponse;
   readonly #startMs = performance.now();
   #requestId = '';
+  #client = '';
   #host = '';
   #path = '/';
   #headers: string[] = [];
@@ -234,7 +235,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#path = target;
 
     this.#requestId = REQUEST_ID_RE.test(incomingId) ? incomingId : randomUUID();
+    // Read now: the socket is detached from the request once the response is done.
     const client = req.socket.remoteAddress ?? '';
+    this.#client = client;
     out.push(
       'x-forwarded-for',
       forwardedFor === '' ? client : `${forwardedFor}, ${client}`,
@@ -395,7 +398,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#ctx.access.info(
       {
         requestId: this.#requestId,
-        client: this.#req.socket.remoteAddress,
+        client: this.#client,
         host: this.#host,
         method: this.#req.method,
         path: q === -1 ? url : url.slice(0, q),

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { configFromEnv } from './home.js';
+import { memoryIo } from './io.js';
+import { run } from './main.js';
+
+// No platform is needed: every case fails (or prints help) before any network call.
+const config = configFromEnv({ LANES_HOME: '/nonexistent/lanes-home-for-tests' });
+
+async function lanes(...argv: string[]) {
+  const io = memoryIo();
+  const code = await run(argv, io, config);
+  return { code, stdout: io.text(), stderr: io.stderr.join('') };
+}
+
+function assertUsageError(r: { code: number; stdout: string; stderr: string }, expected: RegExp): void {
+  assert.equal(r.code, 2, `exit code (stderr: ${r.stderr})`);
+  assert.equal(r.stdout, '', 'nothing on stdout');
+  assert.match(r.stderr, /^lanes: [^\n]+\n$/, 'exactly one line on stderr');
+  assert.match(r.stderr, expected);
+}
+
+test('an unknown command exits 2 naming the command', async () => {
+  assertUsageError(await lanes('frobnicate'), /unknown command "frobnicate"/);
+});
+
+test('an unknown top-level flag exits 2 naming the flag', async () => {
+  assertUsageError(await lanes('--frob'), /unknown flag --frob/);
+});
+
+test('an unknown flag of a command exits 2 naming the command and the flag', async () => {
+  assertUsageError(await lanes('deploy', 'acme/prod', '.', '--fast'), /deploy: unknown flag --fast/);
+  assertUsageError(await lanes('env', 'create', 'acme/prod', '--lanes', 'double'), /env create: unknown flag --lanes/);
+  assertUsageError(await lanes('up', '--port', '80'), /up: unknown flag --port/);
+  assertUsageError(await lanes('status', 'acme/prod', '-x'), /status: unknown flag -x/);
+});
+
+test('a flag without its value exits 2', async () => {
+  assertUsageError(await lanes('logs', 'acme/prod', '--tail'), /logs: flag --tail needs a value/);
+});
+
+test('missing and extra arguments exit 2 with the synopsis', async () => {
+  assertUsageError(await lanes('deploy', 'acme/prod'), /deploy: missing argument; usage: lanes deploy TENANT\/ENV PATH/);
+  assertUsageError(await lanes('scale', 'acme/prod', 'web', '2', 'extra'), /scale: unexpected argument "extra"/);
+  assertUsageError(await lanes('tenant', 'create'), /tenant create: missing argument/);
+});
+
+test('unknown subcommands exit 2', async () => {
+  assertUsageError(await lanes('tenant', 'rename', 'x'), /tenant: unknown subcommand "rename"/);
+  assertUsageError(await lanes('env', 'show', 'a/b'), /env: unknown subcommand "show"/);
+});
+
+test('names are validated locally before any call, naming the field', async () => {
+  assertUsageError(await lanes('tenant', 'create', 'Acme'), /tenant: "Acme" is not a valid name/);
+  assertUsageError(await lanes('status', 'acme'), /environment: "acme" should be TENANT\/ENV/);
+  assertUsageError(await lanes('scale', 'acme/prod', 'web', 'many'), /instances: "many" is not a whole number/);
+  assertUsageError(await lanes('env', 'create', 'acme/prod', '--lane', 'triple'), /--lane: "triple" is not a lane/);
+  assertUsageError(await lanes('deploy', 'acme/prod', '.', '--timeout', 'soon'), /--timeout: "soon" is not a duration/);
+  assertUsageError(await lanes('up', '--zones', 'a,A'), /--zones: "A" is not a valid zone name/);
+  assertUsageError(await lanes('up', '--http-port', '70000'), /--http-port: 70000 is out of range/);
+});
+
+test('every command has --help, printed on stdout with exit 0', async () => {
+  const commands = [
+    ['up'], ['down'], ['tenant'], ['tenant', 'create'], ['env'], ['env', 'create'], ['env', 'list'], ['env', 'delete'],
+    ['deploy'], ['status'], ['scale'], ['logs'], ['events'], ['releases'],
+  ];
+  for (const c of commands) {
+    const r = await lanes(...c, '--help');
+    assert.equal(r.code, 0, `lanes ${c.join(' ')} --help: ${r.stderr}`);
+    assert.equal(r.stderr, '');
+    assert.match(r.stdout, new RegExp(`usage: lanes ${c.join(' ')}`));
+  }
+  const h = await lanes('help', 'deploy');
+  assert.match(h.stdout, /usage: lanes deploy TENANT\/ENV PATH/);
+  assert.match((await lanes('help')).stdout, /usage: lanes COMMAND/);
+  assert.match((await lanes()).stdout, /usage: lanes COMMAND/);
+});
+
+test('--version prints the version', async () => {
+  const r = await lanes('--version');
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /^lanes \d+\.\d+\.\d+\n$/);
+});
+
+test('without a platform, API commands say it is not running (exit 1)', async () => {
+  const r = await lanes('tenant', 'list');
+  assert.equal(r.code, 1);
+  assert.equal(r.stdout, '');
+  assert.equal(r.stderr, 'lanes: the platform is not running (no /nonexistent/lanes-home-for-tests/context.json); start it with lanes up\n');
+});

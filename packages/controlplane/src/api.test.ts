@@ -1,0 +1,116 @@
+/**
+ * The API in process (Fastify inject, no sockets for the calls) over a real embedded store:
+ * authentication, input errors naming the field, conflicts, and an OpenAPI document that
+ * matches the routes.
+ */
+import assert from 'node:assert/strict';
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { tempDir } from '@lanes/testkit';
+import pino from 'pino';
+import { parseConfig } from './config.js';
+import { openApiDocument } from './openapi.js';
+import { startControlPlane, type ControlPlane } from './server.js';
+
+describe('control plane API', () => {
+  let cp: ControlPlane;
+  let home: string;
+  let admin: string;
+  let node: string;
+
+  before(async () => {
+    home = await tempDir('lanes-cp-');
+    cp = await startControlPlane(parseConfig(['--home', home, '--api-port', '0'], {}), pino({ level: 'silent' }));
+    admin = (await readFile(path.join(home, 'admin.token'), 'utf8')).trim();
+    node = (await readFile(path.join(home, 'node.token'), 'utf8')).trim();
+  });
+  after(async () => {
+    await cp?.close();
+    await rm(home, { recursive: true, force: true });
+  });
+
+  const call = async (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, body?: unknown, token: string | null = admin) => {
+    const headers: Record<string, string> = {};
+    if (token) headers['authorization'] = `Bearer ${token}`;
+    const r = await cp.app.inject({ method, url, headers, ...(body === undefined ? {} : { payload: body as object }) });
+    return { status: r.statusCode, body: r.body ? (JSON.parse(r.body) as Record<string, unknown>) : {}, type: String(r.headers['content-type']) };
+  };
+
+  it('writes the admin token with mode 0600 and never into the log', async () => {
+    const { stat } = await import('node:fs/promises');
+    assert.equal((await stat(path.join(home, 'admin.token'))).mode & 0o777, 0o600);
+    assert.match(admin, /^lanes_admin_/);
+  });
+
+  it('answers 401 without a token or with a wrong one, and 403 for the node token on the public API', async () => {
+    assert.equal((await call('GET', '/v1/tenants', undefined, null)).status, 401);
+    const bad = await call('GET', '/v1/tenants', undefined, 'lanes_admin_wrong');
+    assert.equal(bad.status, 401);
+    assert.equal(bad.body['code'], 'LANES_ERR_UNAUTHENTICATED');
+    assert.match(bad.type, /application\/problem\+json/);
+    assert.equal((await call('GET', '/v1/tenants', undefined, node)).status, 403);
+    assert.equal((await call('GET', '/healthz', undefined, null)).status, 200);
+  });
+
+  it('creates, lists and deletes tenants, with conflicts as 409', async () => {
+    assert.equal((await call('POST', '/v1/tenants', { name: 'acme' })).status, 201);
+    const dup = await call('POST', '/v1/tenants', { name: 'acme' });
+    assert.equal(dup.status, 409);
+    assert.match(String(dup.body['detail']), /tenant "acme" already exists/);
+    assert.equal((await call('POST', '/v1/tenants/acme/environments', { name: 'prod', lane: 'double' })).status, 201);
+    const busy = await call('DELETE', '/v1/tenants/acme');
+    assert.equal(busy.status, 409);
+    assert.match(String(busy.body['detail']), /environments/);
+    assert.equal((await call('POST', '/v1/tenants', { name: 'gone' })).status, 201);
+    assert.equal((await call('DELETE', '/v1/tenants/gone')).status, 204);
+    assert.equal((await call('GET', '/v1/tenants/gone')).status, 404);
+  });
+
+  it('names the field and the reason for bad input, and changes nothing', async () => {
+    const before = await call('GET', '/v1/tenants');
+    const cases: [string, string, unknown, string, RegExp][] = [
+      ['POST', '/v1/tenants', { name: 'UPPER' }, 'name', /not a valid name/],
+      ['POST', '/v1/tenants', { name: 42 }, 'name', /expected string, got number/],
+      ['POST', '/v1/tenants', { name: 'x', admin: true }, 'body', /unknown key "admin"/],
+      ['POST', '/v1/tenants/acme/environments', { name: 'dev', lane: 'triple' }, 'lane', /"triple" is not a lane/],
+      ['PUT', '/v1/tenants/acme/environments/prod/services/web/scale', { instances: 1.5 }, 'instances', /expected int|integer/],
+      ['GET', '/v1/events?limit=0', undefined, 'limit', /limit/],
+    ];
+    for (const [method, url, body, field, re] of cases) {
+      const r = await call(method as 'POST', url, body);
+      assert.equal(r.status, 400, `${method} ${url} → ${r.status} ${JSON.stringify(r.body)}`);
+      assert.equal(r.body['code'], 'LANES_ERR_INPUT');
+      assert.equal(r.body['field'] ?? 'body', field);
+      assert.match(String(r.body['detail']), re);
+    }
+    assert.deepEqual(await call('GET', '/v1/tenants'), before);
+  });
+
+  it('refuses an empty or non-gzip release body with 400 and scale before any release with 404', async () => {
+    const r = await cp.app.inject({ method: 'POST', url: '/v1/tenants/acme/environments/prod/releases', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/gzip' }, payload: Buffer.from('nope') });
+    assert.equal(r.statusCode, 400);
+    assert.match(r.body, /not a gzip-compressed tar archive/);
+    const s = await call('PUT', '/v1/tenants/acme/environments/prod/services/web/scale', { instances: 2 });
+    assert.equal(s.status, 404);
+    assert.match(String(s.body['detail']), /no release yet/);
+  });
+
+  it('records every action as an event', async () => {
+    const r = await call('GET', '/v1/events?tenant=acme');
+    const reasons = (r.body['items'] as { reason: string }[]).map((e) => e.reason);
+    assert.ok(reasons.includes('TenantCreated'));
+    assert.ok(reasons.includes('EnvironmentCreated'));
+  });
+
+  it('documents every route in /openapi.json', async () => {
+    const r = await call('GET', '/openapi.json', undefined, null);
+    assert.equal(r.status, 200);
+    for (const [p, ops] of Object.entries(openApiDocument.paths)) {
+      for (const method of Object.keys(ops).filter((k) => k !== 'parameters')) {
+        const url = p.replace(/\{(\w+)\}/g, ':$1');
+        assert.ok(cp.app.hasRoute({ method: method.toUpperCase() as 'GET', url }), `documented route ${method} ${p} exists`);
+      }
+    }
+  });
+});

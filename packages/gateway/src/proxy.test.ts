@@ -1,0 +1,281 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Agent } from 'undici';
+import { tempDir } from '@lanes/testkit';
+import { echo, startUpstream, table, vhost } from './harness.js';
+import type { TestUpstream } from './harness.js';
+import { ACCESS_LOG_FILE } from './persist.js';
+import { Gateway } from './proxy.js';
+import type { GatewayOptions } from './proxy.js';
+
+const HOST = 'prod.acme.lanes.test';
+const agent = new Agent({ keepAliveTimeout: 1_000 });
+const gateways: Gateway[] = [];
+const upstreams: TestUpstream[] = [];
+
+async function gateway(options: Partial<GatewayOptions> = {}): Promise<Gateway> {
+  const gw = new Gateway({ stateDir: await tempDir('lanes-gw-'), ...options });
+  gateways.push(gw);
+  await gw.start();
+  return gw;
+}
+
+async function upstream(name: string, handler = echo): Promise<TestUpstream> {
+  const u = await startUpstream(name, handler);
+  upstreams.push(u);
+  return u;
+}
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+}
+
+async function send(gw: Gateway, pathAndQuery: string, init: { host?: string; method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Answer> {
+  const url = new URL(gw.url);
+  const res = await agent.request({
+    origin: url.origin,
+    path: pathAndQuery,
+    method: init.method ?? 'GET',
+    headers: { host: init.host ?? HOST, ...init.headers },
+    body: init.body ?? null,
+  });
+  return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+}
+
+after(async () => {
+  await Promise.all(gateways.map((g) => g.close(200)));
+  await Promise.all(upstreams.map((u) => u.close()));
+  await agent.close();
+});
+
+describe('proxy', () => {
+  let gw: Gateway;
+  before(async () => {
+    gw = await gateway();
+  });
+
+  it('spreads requests round robin over both instances', async () => {
+    const [a, b] = [await upstream('w1'), await upstream('w2')];
+    gw.applyTable(table(1, [vhost(HOST, [{ endpoints: [a.endpoint, b.endpoint] }])]));
+    const names: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await send(gw, '/');
+      assert.equal(r.status, 200, r.text);
+      names.push(String(r.headers['x-upstream']));
+    }
+    assert.deepEqual(names, ['w1', 'w2', 'w1', 'w2', 'w1', 'w2', 'w1', 'w2', 'w1', 'w2']);
+    assert.deepEqual([a.hits, b.hits], [5, 5]);
+  });
+
+  it('forwards X-Forwarded-* and X-Request-Id upstream and returns the request id', async () => {
+    const a = await upstream('h1');
+    gw.applyTable(table(2, [vhost(HOST, [{ endpoints: [a.endpoint] }])]));
+    const r = await send(gw, '/path?q=1', { headers: { 'x-forwarded-for': '203.0.113.7', 'x-request-id': 'abc-123.X_y', 'x-forwarded-proto': 'https' } });
+    assert.equal(r.status, 200);
+    const seen = JSON.parse(r.text) as { url: string; headers: Record<string, string> };
+    assert.equal(seen.url, '/path?q=1');
+    assert.equal(seen.headers['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
+    assert.equal(seen.headers['x-forwarded-proto'], 'http');
+    assert.equal(seen.headers['x-forwarded-host'], HOST);
+    assert.equal(seen.headers['host'], HOST);
+    assert.equal(seen.headers['x-request-id'], 'abc-123.X_y');
+    assert.equal(r.headers['x-request-id'], 'abc-123.X_y');
+
+    const bad = await send(gw, '/', { headers: { 'x-request-id': 'no spaces; allowed' } });
+    const id = String(bad.headers['x-request-id']);
+    assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    assert.equal((JSON.parse(bad.text) as { headers: Record<string, string> }).headers['x-request-id'], id);
+  });
+
+  it('removes hop-by-hop headers, including those the Connection header names', async () => {
+    const a = await upstream('hop');
+    gw.applyTable(table(3, [vhost(HOST, [{ endpoints: [a.endpoint] }])]));
+    const url = new URL(gw.url);
+    const text = await new Promise<string>((resolve, reject) => {
+      const req = http.request({
+        host: url.hostname,
+        port: url.port,
+        path: '/',
+        headers: { host: HOST, connection: 'keep-alive, x-secret', 'x-secret': '1', 'keep-alive': 'timeout=5', 'proxy-authorization': 'Basic eA==', te: 'trailers', 'x-kept': 'yes' },
+        agent: false,
+      });
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve(body));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    const seen = JSON.parse(text) as { headers: Record<string, string> };
+    assert.equal(seen.headers['x-kept'], 'yes');
+    for (const h of ['x-secret', 'keep-alive', 'proxy-authorization', 'te']) assert.equal(seen.headers[h], undefined, `${h} reached the instance`);
+  });
+
+  it('answers 404 with a one-line message for an unknown host, and for a path no route serves', async () => {
+    const a = await upstream('r1');
+    gw.applyTable(table(4, [vhost(HOST, [{ pathPrefix: '/api/', endpoints: [a.endpoint] }])]));
+    const r = await send(gw, '/', { host: 'nope.acme.lanes.test:8080' });
+    assert.equal(r.status, 404);
+    assert.equal(r.text, 'no environment is served at host "nope.acme.lanes.test"\n');
+    assert.match(String(r.headers['content-type']), /^text\/plain/);
+    assert.ok(r.headers['x-request-id']);
+    const p = await send(gw, '/other');
+    assert.equal(p.status, 404);
+    assert.equal(p.text, 'no route of acme/prod serves path "/other"\n');
+    assert.equal((await send(gw, '/api')).status, 200);
+  });
+
+  it('answers 503 naming the service when its route has no endpoints', async () => {
+    gw.applyTable(table(5, [vhost(HOST, [{ service: 'web', endpoints: [] }])]));
+    const r = await send(gw, '/');
+    assert.equal(r.status, 503);
+    assert.equal(r.text, 'no healthy instance of service "web" in acme/prod\n');
+  });
+
+  it('ejects an instance that refuses connections and retries GETs elsewhere: 200 requests, 0 failures', async () => {
+    const [down, up] = [await upstream('down'), await upstream('up')];
+    await down.close();
+    gw.applyTable(table(6, [vhost(HOST, [{ endpoints: [down.endpoint, up.endpoint] }])]));
+    const statuses = new Map<number, number>();
+    for (let i = 0; i < 200; i++) {
+      const r = await send(gw, `/n/${i}`);
+      statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+    }
+    assert.deepEqual([...statuses], [[200, 200]]);
+    assert.equal(up.hits, 200);
+    assert.equal(gw.routing.isEjected(down.endpoint), true);
+  });
+
+  it('retries a GET on another instance when the first resets the connection before answering', async () => {
+    const reset = await upstream('reset', (req) => req.socket.destroy());
+    const good = await upstream('good');
+    gw.applyTable(table(60, [vhost('reset.acme.lanes.test', [{ endpoints: [reset.endpoint, good.endpoint] }])]));
+    const r = await send(gw, '/', { host: 'reset.acme.lanes.test' });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers['x-upstream'], 'good');
+    assert.equal(reset.hits, 1);
+    assert.equal(gw.routing.isEjected(reset.endpoint), true);
+  });
+
+  it('does not retry a POST with a body: 502', async () => {
+    const [down, up] = [await upstream('pdown'), await upstream('pup')];
+    await down.close();
+    // A fresh table starts each route at its first endpoint: the one that is down.
+    gw.applyTable(table(7, [vhost('post.acme.lanes.test', [{ endpoints: [down.endpoint, up.endpoint] }])]));
+    const r = await send(gw, '/submit', { host: 'post.acme.lanes.test', method: 'POST', body: 'payload', headers: { 'content-type': 'text/plain' } });
+    assert.equal(r.status, 502);
+    assert.equal(r.text, 'service "web" in acme/prod failed to answer (ECONNREFUSED)\n');
+    assert.equal(up.hits, 0);
+    // The next POST goes to the live instance (the dead one is ejected).
+    const ok = await send(gw, '/submit', { host: 'post.acme.lanes.test', method: 'POST', body: 'payload' });
+    assert.equal(ok.status, 200);
+    assert.equal((JSON.parse(ok.text) as { bodyBytes: number }).bodyBytes, 7);
+  });
+
+  it('streams large request and response bodies both ways', async () => {
+    const big = Buffer.alloc(3 * 1024 * 1024, 'x');
+    const a = await upstream('stream', (req, res) => {
+      let bytes = 0;
+      req.on('data', (c: Buffer) => (bytes += c.length));
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-received': String(bytes) });
+        res.end(big);
+      });
+    });
+    gw.applyTable(table(8, [vhost('big.acme.lanes.test', [{ endpoints: [a.endpoint] }])]));
+    const r = await send(gw, '/', { host: 'big.acme.lanes.test', method: 'PUT', body: big });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['x-received'], String(big.length));
+    assert.equal(r.text.length, big.length);
+  });
+
+  it('runs guards before routing and answers their rejection', async () => {
+    const g = await gateway({ guards: [(req) => (req.url?.startsWith('/admin') === true ? { status: 403, message: 'path /admin is not allowed from here' } : null)] });
+    const a = await upstream('g1');
+    g.applyTable(table(1, [vhost(HOST, [{ endpoints: [a.endpoint] }])]));
+    const r = await send(g, '/admin/x');
+    assert.equal(r.status, 403);
+    assert.equal(r.text, 'path /admin is not allowed from here\n');
+    assert.equal(a.hits, 0);
+    assert.equal((await send(g, '/')).status, 200);
+  });
+
+  it('keeps serving the last good table when an invalid one arrives', async () => {
+    const a = await upstream('k1');
+    gw.applyTable(table(9, [vhost(HOST, [{ endpoints: [a.endpoint] }])]));
+    assert.throws(() => gw.applyTable({ revision: 10, generatedAt: 'now', hosts: [] }), /table\.generatedAt/);
+    assert.equal(gw.routing.revision, 9);
+    assert.equal((await send(gw, '/')).status, 200);
+  });
+});
+
+describe('proxy timeouts', () => {
+  it('answers 504 when an instance does not answer in time', async () => {
+    const gw = await gateway({ limits: { upstreamHeadersTimeoutMs: 300 } });
+    const slow = await upstream('slow', (_req, res) => {
+      const t = setTimeout(() => res.end('late'), 2_000);
+      res.on('close', () => clearTimeout(t));
+    });
+    gw.applyTable(table(1, [vhost(HOST, [{ endpoints: [slow.endpoint] }])]));
+    const started = Date.now();
+    const r = await send(gw, '/');
+    assert.equal(r.status, 504);
+    assert.equal(r.text, 'service "web" in acme/prod did not answer within 300 ms\n');
+    assert.ok(Date.now() - started < 1_500, `took ${Date.now() - started} ms`);
+  });
+});
+
+describe('persisted table and access log', () => {
+  it('a fresh gateway serves the persisted table without any control plane', async () => {
+    const stateDir = await tempDir('lanes-gw-');
+    const a = await upstream('p1');
+    const first = new Gateway({ stateDir });
+    await first.start();
+    first.applyTable(table(42, [vhost(HOST, [{ endpoints: [a.endpoint] }])]));
+    await first.persisted();
+    await first.close(100);
+
+    const second = await gateway({ stateDir });
+    assert.equal(second.routing.revision, 42);
+    const r = await send(second, '/');
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['x-upstream'], 'p1');
+  });
+
+  it('writes one JSON line per request with the request id, status, instance and bytes', async () => {
+    const stateDir = await tempDir('lanes-gw-');
+    const a = await upstream('log1');
+    const gw = new Gateway({ stateDir });
+    await gw.start();
+    gw.applyTable(table(1, [vhost(HOST, [{ endpoints: [a.endpoint] }])]));
+    const r = await send(gw, '/hello?secret=1', { headers: { 'x-request-id': 'req-1', authorization: 'Bearer t0p' } });
+    await send(gw, '/', { host: 'nope.test' });
+    await gw.close(100);
+    const text = await readFile(path.join(stateDir, ACCESS_LOG_FILE), 'utf8');
+    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(lines.length, 2);
+    const [ok, missing] = lines;
+    assert.ok(ok && missing);
+    assert.equal(ok['requestId'], 'req-1');
+    assert.equal(ok['method'], 'GET');
+    assert.equal(ok['path'], '/hello');
+    assert.equal(ok['host'], HOST);
+    assert.equal(ok['status'], 200);
+    assert.equal(ok['upstream'], 'log1');
+    assert.equal(ok['client'], '127.0.0.1');
+    assert.equal(ok['bytes'], Buffer.byteLength(r.text));
+    assert.equal(typeof ok['durationMs'], 'number');
+    assert.equal(typeof ok['time'], 'string');
+    assert.equal(missing['status'], 404);
+    assert.equal(missing['upstream'], null);
+    assert.equal(text.includes('t0p'), false);
+    assert.equal(text.includes('secret'), false);
+  });
+});
