@@ -9,7 +9,7 @@ import type { AgentReport, DesiredInstance } from '@lanes/spec';
 import { waitFor } from '@lanes/testkit';
 import { ControlPlaneClient, createPackageResolver, parseWatchMessage } from './client.js';
 import { Supervisor } from './supervisor.js';
-import { FAST_POLICY, desired, find, killAllIn, silentLogger, writeTestApps } from './test-helpers.js';
+import { FAST_POLICY, desired, find, cleanupApps, killAllIn, silentLogger, writeTestApps } from './test-helpers.js';
 
 const TOKEN = 'client-test-token';
 
@@ -131,6 +131,6 @@ test('the client follows the watch stream, downloads the package, reports, and r
     await sup.shutdown({ stopInstances: true });
     await cp.close();
     killAllIn(pkgDir);
-    killAllIn(apps.dir);
+    await cleanupApps(apps);
   }
 });

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import type { LogLine } from '@lanes/spec';
 import { isAlive, waitFor } from '@lanes/testkit';
 import { startAgentServer } from './server.js';
-import { desired, find, killAllIn, makeSupervisor, processesIn, silentLogger, writeTestApps } from './test-helpers.js';
+import { desired, find, cleanupApps, makeSupervisor, processesIn, silentLogger, writeTestApps } from './test-helpers.js';
 
 const TOKEN = 'node-token-for-tests';
 
@@ -88,6 +88,6 @@ test('the agent server serves logs (tail and follow), requires the token, and sh
     }
   } finally {
     await sup.shutdown({ stopInstances: false });
-    killAllIn(apps.dir);
+    await cleanupApps(apps);
   }
 });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { isAlive, sleep, waitFor } from '@lanes/testkit';
 import { readProcStat } from './procfs.js';
-import { desired, find, killAllIn, makeSupervisor, processesIn, writeTestApps } from './test-helpers.js';
+import { desired, find, cleanupApps, makeSupervisor, processesIn, writeTestApps } from './test-helpers.js';
 import type { Supervisor } from './supervisor.js';
 
 async function getJson(url: string): Promise<Record<string, string>> {
@@ -22,7 +22,7 @@ async function withApps(fn: (apps: Awaited<ReturnType<typeof writeTestApps>>, su
     await fn(apps, sups);
   } finally {
     for (const s of sups) await s.shutdown({ stopInstances: false });
-    killAllIn(apps.dir);
+    await cleanupApps(apps);
   }
 }
 

@@ -106,6 +106,9 @@ function exitText(code: number | null, signal: string | null): string {
   return 'exited (exit status unknown: not a child of this supervisor)';
 }
 
+/** How long a process without any health check must stay up before it counts as healthy. */
+const NO_CHECK_READY_MS = 1000;
+
 export class Supervisor {
   readonly zone: string;
   readonly address: string;
@@ -345,6 +348,7 @@ export class Supervisor {
       if (slot.generation !== gen) return;
       port = await this.choosePort(slot);
       if (slot.generation !== gen) return;
+      slot.port = port;
     } catch (err) {
       if (slot.generation !== gen) return;
       const reason = err instanceof Error ? err.message : String(err);
@@ -415,8 +419,15 @@ export class Supervisor {
   private async choosePort(slot: Slot): Promise<number> {
     if (slot.desired.port !== null) return slot.desired.port;
     // Keep the port across restarts so routes stay valid; only a taken port is replaced.
-    if (slot.port !== null && (await isPortFree(this.address, slot.port))) return slot.port;
-    return findFreePort(this.address);
+    // Checked after each await: another instance of ours may have been given a port meanwhile.
+    const taken = (port: number): boolean => [...this.slots.values()].some((s) => s !== slot && s.port === port);
+    if (slot.port !== null && !taken(slot.port) && (await isPortFree(this.address, slot.port)) && !taken(slot.port)) return slot.port;
+    // The kernel may hand out a port another instance was just given but has not bound yet.
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const port = await findFreePort(this.address);
+      if (!taken(port)) return port;
+    }
+    throw new Error(`port: no free port found on ${this.address}`);
   }
 
   private startHealth(slot: Slot, gen: number): void {
@@ -425,20 +436,27 @@ export class Supervisor {
     if (d.health !== null) kind = { kind: 'http', path: d.health.path };
     else if (d.listens) kind = { kind: 'tcp' };
     if (kind === null || slot.port === null) {
-      // Without a check, a running process is a healthy one.
-      slot.healthy = true;
-      slot.everHealthy = true;
-      if (slot.state === 'starting') slot.state = 'running';
-      if (slot.state === 'crashloop') {
-        slot.stableTimer = setTimeout(() => {
-          if (slot.generation !== gen) return;
-          slot.stableTimer = null;
-          slot.crashLooping = false;
-          slot.state = 'running';
-          slot.message = `running for ${seconds(this.policy.resetAfterMs)} after a crash loop`;
-          this.changed();
-        }, this.policy.resetAfterMs);
-      }
+      // Without a check, a process counts as healthy once it has stayed up for a moment, so
+      // one that dies at start-up never looks ready (a deploy of it must not pass).
+      if (slot.healthy) return; // adopted and already known healthy
+      slot.stableTimer = setTimeout(() => {
+        if (slot.generation !== gen) return;
+        slot.stableTimer = null;
+        slot.healthy = true;
+        slot.everHealthy = true;
+        if (slot.state === 'starting') slot.state = 'running';
+        if (slot.state === 'crashloop') {
+          slot.stableTimer = setTimeout(() => {
+            if (slot.generation !== gen) return;
+            slot.stableTimer = null;
+            slot.crashLooping = false;
+            slot.state = 'running';
+            slot.message = `running for ${seconds(this.policy.resetAfterMs)} after a crash loop`;
+            this.changed();
+          }, Math.max(0, this.policy.resetAfterMs - NO_CHECK_READY_MS));
+        }
+        this.changed();
+      }, NO_CHECK_READY_MS);
       return;
     }
     slot.probe = new HealthProbe({

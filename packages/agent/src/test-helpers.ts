@@ -3,6 +3,7 @@
  * dir, a desired-instance builder, and process bookkeeping for cleanup. Not exported.
  */
 import { mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';
 import type { DesiredInstance, ObservedInstance } from '@lanes/spec';
@@ -103,4 +104,10 @@ export function processesIn(dir: string): number[] {
 /** Cleanup: kills (by pid, with their groups) the processes running in the test's app dir. */
 export function killAllIn(dir: string): void {
   for (const pid of processesIn(dir)) killTree(pid);
+}
+
+/** Cleanup at the end of a test: its processes, then its temp dir. */
+export async function cleanupApps(apps: TestApps): Promise<void> {
+  killAllIn(apps.dir);
+  await rm(apps.root, { recursive: true, force: true });
 }

@@ -161,7 +161,8 @@ async function startDetached(config: CliConfig, io: Io, opts: UpOptions): Promis
       /* no log yet */
     }
   };
-  const deadline = Date.now() + (opts.demo ? 300_000 : 180_000);
+  const waitMs = opts.demo ? 300_000 : 180_000;
+  const deadline = Date.now() + waitMs;
   for (;;) {
     await sleep(150);
     mirror();
@@ -185,7 +186,7 @@ async function startDetached(config: CliConfig, io: Io, opts: UpOptions): Promis
       throw new CliError(`the launcher exited${exitCode !== null ? ` with code ${exitCode}` : ''} before the platform was ready; see ${logFile}`);
     }
     if (Date.now() > deadline) {
-      throw new CliError(`the platform was not ready within ${Math.round((deadline - Date.now()) / 1000)}s; see ${logFile}, then run lanes down`);
+      throw new CliError(`the platform was not ready within ${waitMs / 1000}s; see ${logFile}, then run lanes down`);
     }
   }
 }
@@ -252,7 +253,10 @@ class Launcher {
   }
 
   async run(): Promise<number> {
-    const finished = new Promise<number>((resolve) => (this.#done = resolve));
+    // Signal handlers do not keep Node alive: without this, a launcher whose components
+    // were all stopped by `lanes down` would exit before down's SIGTERM reaches it.
+    const keepAlive = setInterval(() => undefined, 3_600_000);
+    const finished = new Promise<number>((resolve) => (this.#done = resolve)).finally(() => clearInterval(keepAlive));
     const onSignal = (signal: NodeJS.Signals): void => void this.#onSignal(signal);
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
@@ -265,6 +269,7 @@ class Launcher {
       this.#stopping = true;
       this.#io.line(`start failed: ${message}; stopping what was started`);
       await stopPlatform(this.#home, this.#io, { selfPid: process.pid });
+      clearInterval(keepAlive);
       if (this.#opts.launcherChild) {
         // The foreground `up --detach` reads the reason from here, then removes the file.
         await writeJsonAtomic(this.#paths.context, { ...this.#ctx, state: 'failed', message });

@@ -4,7 +4,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Agent } from 'undici';
-import { tempDir } from '@lanes/testkit';
+import { tempDir, waitFor } from '@lanes/testkit';
 import { echo, startUpstream, table, vhost } from './harness.js';
 import type { TestUpstream } from './harness.js';
 import { ACCESS_LOG_FILE } from './persist.js';
@@ -205,6 +205,46 @@ describe('proxy', () => {
     assert.equal(r.text, 'path /admin is not allowed from here\n');
     assert.equal(a.hits, 0);
     assert.equal((await send(g, '/')).status, 200);
+  });
+
+  it('aborts the upstream request when the client goes away, and keeps serving', async () => {
+    let upstreamClosed = false;
+    const a = await upstream('hang', (req, res, self) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      if (self.hits > 1) return void res.end('done');
+      res.write('first chunk');
+      req.socket.on('close', () => (upstreamClosed = true));
+    });
+    gw.applyTable(table(10, [vhost('gone.acme.lanes.test', [{ endpoints: [a.endpoint] }])]));
+    const url = new URL(gw.url);
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request({ host: url.hostname, port: url.port, path: '/', headers: { host: 'gone.acme.lanes.test' }, agent: false });
+      req.on('response', (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', () => undefined);
+      setTimeout(() => reject(new Error('no response')), 5_000).unref();
+      req.end();
+    });
+    await waitFor('the upstream connection to close', () => upstreamClosed, { timeoutMs: 5_000, intervalMs: 20 });
+    assert.equal(gw.inFlight, 0);
+    assert.equal((await send(gw, '/', { host: 'gone.acme.lanes.test' })).status, 200);
+  });
+
+  it('answers 500 and keeps running when a guard throws', async () => {
+    const g = await gateway({
+      guards: [
+        () => {
+          throw new Error('guard bug');
+        },
+      ],
+    });
+    const r = await send(g, '/');
+    assert.equal(r.status, 500);
+    assert.equal(r.text, 'internal gateway error\n');
   });
 
   it('keeps serving the last good table when an invalid one arrives', async () => {

@@ -354,6 +354,11 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#answer(502, `${this.#serviceRef()} failed to answer (${code})`);
   }
 
+  /** Answers with a gateway error, or cuts the connection when an answer already started. */
+  fail(status: number, message: string): void {
+    this.#answer(status, message);
+  }
+
   retry(next: Upstream): void {
     if (!this.#clientGone) this.#dispatch(next);
   }
@@ -611,7 +616,14 @@ export class Gateway {
 
   #handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     this.#inFlight++;
-    new Exchange(this.#ctx, req, res).run();
+    const exchange = new Exchange(this.#ctx, req, res);
+    try {
+      exchange.run();
+    } catch (err) {
+      // A bug (or a throwing guard) must cost one request, never the process.
+      this.#log.error({ err, req }, 'request pipeline failed');
+      exchange.fail(500, 'internal gateway error');
+    }
   }
 
   #requestDone(): void {

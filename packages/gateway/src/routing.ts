@@ -32,8 +32,9 @@ export interface Upstream {
 const HOST_RE = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const ADDRESS_HOST_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const ZONE_RE = /^[a-z][a-z0-9]{0,7}$/;
-// A path prefix is an absolute path without query, fragment, whitespace or control characters.
-const PREFIX_RE = /^\/[^?#\s\u0000-\u001f\u007f]{0,1023}$/;
+// A path prefix is an absolute path of visible ASCII, the same set the manifest allows
+// (a stricter rule here would make one service's path reject every tenant's table).
+const PREFIX_RE = /^\/[\x21-\x7e]{0,1023}$/;
 const INSTANCE_RE = /^[A-Za-z0-9._:-]{1,200}$/;
 
 function fail(field: string, value: unknown, rule: string): never {
@@ -92,7 +93,7 @@ function validateRoute(field: string, value: unknown): Route {
   const r = record(field, value);
   const pathPrefix = r['pathPrefix'];
   if (typeof pathPrefix !== 'string' || !PREFIX_RE.test(pathPrefix)) {
-    fail(`${field}.pathPrefix`, pathPrefix, 'is not a path prefix; use an absolute path such as "/" or "/api/" without query or spaces');
+    fail(`${field}.pathPrefix`, pathPrefix, 'is not a path prefix; use an absolute path of visible ASCII such as "/" or "/api/"');
   }
   const service = name(`${field}.service`, r['service']);
   const endpoints = list(`${field}.endpoints`, r['endpoints']).map((e, i) => validateEndpoint(`${field}.endpoints[${i}]`, e));

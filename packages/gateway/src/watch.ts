@@ -7,6 +7,7 @@
  * (250 ms doubling to 5 s, with jitter); nothing here is ever fatal.
  */
 import { readFile } from 'node:fs/promises';
+import { StringDecoder } from 'node:string_decoder';
 import { Agent } from 'undici';
 import type { RoutingTable } from '@lanes/spec';
 import { silentLogger } from './logging.js';
@@ -137,9 +138,10 @@ export class TableWatcher {
     // Lines can be large (a whole table); collect parts and join once per line.
     let parts: string[] = [];
     let partsLength = 0;
-    body.setEncoding('utf8');
-    for await (const chunk of body) {
-      if (typeof chunk !== 'string') continue;
+    // A multi-byte character may straddle two chunks; the decoder keeps it whole.
+    const decoder = new StringDecoder('utf8');
+    for await (const raw of body) {
+      const chunk = typeof raw === 'string' ? raw : Buffer.isBuffer(raw) ? decoder.write(raw) : '';
       let start = 0;
       let newline = chunk.indexOf('\n');
       while (newline !== -1) {

@@ -61,15 +61,15 @@ describe('parseManifest', () => {
   });
 
   it('names an unknown key at the top level', () => {
-    refuses('name: hello\nservice: {}\nservices:\n  web:\n    command: x\n', 'lanes.yaml: (root): unknown key "service"', '(root)');
+    refuses('name: hello\nservice: {}\nservices:\n  web:\n    command: x\n', 'lanes.yaml: (root): unknown key "service" (did you mean "services"?)', '(root)');
   });
 
   it('names an unknown key inside a service by its path', () => {
-    refuses(web('    comand: node x.js\n'), 'lanes.yaml: services.web: unknown key "comand"', 'services.web');
+    refuses(web('    comand: node x.js\n'), 'lanes.yaml: services.web: unknown key "comand" (did you mean "command"?)', 'services.web');
   });
 
   it('names an unknown key inside the health check', () => {
-    refuses(web('    health: { path: /h, intervall: 1s }\n'), 'lanes.yaml: services.web.health: unknown key "intervall"', 'services.web.health');
+    refuses(web('    health: { path: /h, intervall: 1s }\n'), 'lanes.yaml: services.web.health: unknown key "intervall" (did you mean "interval"?)', 'services.web.health');
   });
 
   it('reports a wrong type with what was expected and what was found', () => {

@@ -90,8 +90,10 @@ function pathOf(path: readonly PropertyKey[]): string {
 function describeIssue(issue: z.core.$ZodIssue): string {
   const at = pathOf(issue.path);
   switch (issue.code) {
-    case 'unrecognized_keys':
-      return `${at}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    case 'unrecognized_keys': {
+      const hint = issue.keys.length === 1 ? suggestKey(issue.keys[0] as string, issue.path) : null;
+      return `${at}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}${hint ? ` (did you mean "${hint}"?)` : ''}`;
+    }
     case 'invalid_type':
       return issue.input === undefined ? `${at}: is required` : `${at}: expected ${issue.expected}, got ${typeOf(issue.input)}`;
     case 'too_small':
@@ -106,6 +108,41 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   }
 }
 
+const KNOWN_KEYS: Record<string, readonly string[]> = {
+  root: ['name', 'services'],
+  service: ['command', 'instances', 'http', 'path', 'port', 'health', 'env', 'stop_grace'],
+  health: ['path', 'interval', 'timeout', 'healthy_threshold', 'unhealthy_threshold'],
+};
+
+/** The known key closest to a misspelt one (edit distance at most 2), if any. */
+function suggestKey(key: string, path: readonly PropertyKey[]): string | null {
+  const known = path.length === 0 ? KNOWN_KEYS['root'] : path.length === 2 ? KNOWN_KEYS['service'] : path.at(-1) === 'health' ? KNOWN_KEYS['health'] : undefined;
+  let best: string | null = null;
+  let bestD = 3;
+  for (const k of known ?? []) {
+    const d = editDistance(key, k);
+    if (d < bestD) {
+      best = k;
+      bestD = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0] as number;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j] as number;
+      row[j] = Math.min(cur + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length] as number;
+}
+
 function typeOf(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'array';
@@ -117,7 +154,9 @@ export function validateManifest(input: unknown): Manifest {
   // reportInput: without it zod 4 leaves issue.input unset and every wrong type reads as "is required".
   const parsed = manifestSchema.safeParse(input, { reportInput: true });
   if (!parsed.success) {
-    const first = parsed.error.issues[0];
+    // A misspelt key usually also leaves a required one missing: name the typo, the cause.
+    const issues = parsed.error.issues;
+    const first = issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0];
     const msg = first ? describeIssue(first) : 'invalid manifest';
     throw new InputError(`lanes.yaml: ${msg}`, first ? pathOf(first.path) : undefined);
   }
