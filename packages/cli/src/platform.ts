@@ -229,7 +229,9 @@ class Launcher {
   readonly #paths: ReturnType<typeof homePaths>;
   readonly #components: Component[] = [];
   #ctx: LanesContext;
+  /** No more restarts: the platform is being stopped (by a signal, a failed start or `lanes down`). */
   #stopping = false;
+  #signalled = false;
   #writes: Promise<void> = Promise.resolve();
   #done: (code: number) => void = () => undefined;
 
@@ -280,7 +282,8 @@ class Launcher {
   }
 
   async #onSignal(signal: NodeJS.Signals): Promise<void> {
-    if (this.#stopping) return;
+    if (this.#signalled) return;
+    this.#signalled = true;
     this.#stopping = true;
     for (const c of this.#components) if (c.restartTimer) clearTimeout(c.restartTimer);
     const onDisk = await readContext(this.#home);
