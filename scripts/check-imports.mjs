@@ -28,7 +28,7 @@ function* files(dir) {
 for (const [pkg, allowed] of Object.entries(ALLOWED)) {
   const src = path.join(root, 'packages', pkg, 'src');
   for (const file of files(src)) {
-    const isTest = file.endsWith('.test.ts');
+    const isTest = /(\.test|test-helpers|harness)\.ts$/.test(file);
     const text = readFileSync(file, 'utf8');
     for (const m of text.matchAll(/(?:from|import)\s*\(?\s*['"](@lanes\/[^'"]+)['"]/g)) {
       const spec = m[1];

@@ -86,3 +86,13 @@ export function parseConfig(argv: readonly string[]): AgentConfig {
   if (!/^\d+$/.test(portText) || port > 65_535) throw new ConfigError(`--port: ${JSON.stringify(portText)} should be an integer from 0 to 65535 (0 picks a free port)`);
   return Object.freeze({ zone, api: api.toString().replace(/\/$/, ''), token, stateDir: path.resolve(need('state-dir')), address, port });
 }
+
+/** The few variables of the supervisor's own environment that instances inherit. */
+export function pickBaseEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of ['PATH', 'HOME', 'LANG', 'TZ']) {
+    const v = env[key];
+    if (v !== undefined) out[key] = v;
+  }
+  return out;
+}

@@ -13,6 +13,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { HEALTH_DEFAULTS } from '@lanes/spec';
 import type { DesiredInstance, InstanceState, ObservedInstance } from '@lanes/spec';
+import { pickBaseEnv } from './config.js';
 import { HealthProbe } from './health.js';
 import type { ProbeKind } from './health.js';
 import { rotateIfLarge } from './logs.js';
@@ -86,15 +87,6 @@ interface Slot {
 }
 
 type ChangeListener = (observed: readonly ObservedInstance[]) => void;
-
-function pickBaseEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const key of ['PATH', 'HOME', 'LANG', 'TZ']) {
-    const v = process.env[key];
-    if (v !== undefined) env[key] = v;
-  }
-  return env;
-}
 
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)}s`;

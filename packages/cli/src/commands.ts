@@ -261,7 +261,8 @@ export async function logsCommand(ctx: CommandContext, argv: readonly string[]):
       }
     } catch (err) {
       if (interrupt.signal.aborted) return 0;
-      throw new CliError(`the log stream from ${api.baseUrl} broke off: ${err instanceof Error ? err.message : String(err)}`);
+      const reason = err instanceof Error ? (err.message === 'terminated' ? 'the connection was closed' : err.message) : String(err);
+      throw new CliError(`the log stream from ${api.baseUrl} broke off: ${reason}`);
     }
     const last = buffered.trim() === '' ? null : decodeLogLine(buffered.trim());
     if (last) ctx.io.line(renderLogLine(last));

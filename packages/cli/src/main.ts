@@ -73,6 +73,11 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = 1;
     return;
   }
+  // `lanes status | head`: a closed stdout ends the command quietly. The launcher keeps
+  // supervising even when its terminal or pipe has gone away.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE' && argv[0] !== 'up') process.exit(0);
+  });
   // A stray rejection must still end as one line, not a stack trace.
   process.on('unhandledRejection', (err) => {
     io.err(`lanes: ${renderError(err).message}`);

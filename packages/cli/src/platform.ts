@@ -18,7 +18,7 @@ import { printUsage, usageOf } from './help.js';
 import { ensureDir, homePaths, readComponentState, readContext, readJson, writeJsonAtomic, type CliConfig, type LanesContext } from './home.js';
 import type { Io } from './io.js';
 import { decodeEnvironment, decodeTenant } from './model.js';
-import { isAlive, sleep } from './procs.js';
+import { isAlive, isLauncher, sleep } from './procs.js';
 import { deployAndFollow, envPath, loadPackage } from './rollout.js';
 import { stopPlatform } from './stop.js';
 
@@ -91,7 +91,7 @@ export async function upCommand(config: CliConfig, io: Io, argv: readonly string
 
 async function refuseIfRunning(home: string): Promise<void> {
   const ctx = await readContext(home);
-  if (ctx !== null && ctx.launcherPid !== process.pid && isAlive(ctx.launcherPid)) {
+  if (ctx !== null && ctx.launcherPid !== process.pid && isLauncher(ctx.launcherPid)) {
     throw new CliError(`the platform is already running (pid ${ctx.launcherPid}); run lanes down first`);
   }
 }
@@ -269,7 +269,7 @@ class Launcher {
       if (this.#stopping) return finished; // a signal arrived mid-start; its handler finishes
       const message = err instanceof Error ? err.message : String(err);
       this.#stopping = true;
-      this.#io.line(`start failed: ${message}; stopping what was started`);
+      this.#io.line('start failed; stopping what was started');
       await stopPlatform(this.#home, this.#io, { selfPid: process.pid });
       clearInterval(keepAlive);
       if (this.#opts.launcherChild) {

@@ -3,15 +3,18 @@
  * sockets. Checks the one-line errors (never a stack trace) and exit codes.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { freePort, isAlive, killTree, tempDir, waitFor } from '@lanes/testkit';
 
 const BIN = fileURLToPath(new URL('../bin/lanes.js', import.meta.url));
+const CONTROLPLANE_MAIN = fileURLToPath(new URL('../../controlplane/dist/main.js', import.meta.url));
 const started: number[] = [];
 const dirs: string[] = [];
 
@@ -138,8 +141,40 @@ test('lanes down after the launcher died stops components and recorded instances
 
 test('lanes up refuses to start while a launcher is alive', async () => {
   const h = await home();
-  await writeFile(path.join(h, 'context.json'), JSON.stringify({ state: 'ready', launcherPid: process.pid, zones: [] }));
+  // Stands in for a live launcher: a process whose command line is `… up …`.
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', '--', 'up'], { detached: true, stdio: 'ignore' });
+  child.unref();
+  assert.ok(child.pid);
+  started.push(child.pid);
+  await writeFile(path.join(h, 'context.json'), JSON.stringify({ state: 'ready', launcherPid: child.pid, zones: [] }));
   const r = await lanes({ LANES_HOME: h }, 'up', '--api-port', String(await freePort()), '--http-port', String(await freePort()));
   assert.equal(r.code, 1);
-  assertOneLineError(r, `the platform is already running (pid ${process.pid}); run lanes down first`);
+  assertOneLineError(r, `the platform is already running (pid ${child.pid}); run lanes down first`);
+  killTree(child.pid);
 });
+
+test('lanes up --detach fails with one line, and leaves nothing behind, when the API port is taken', { skip: !existsSync(CONTROLPLANE_MAIN) && 'the control plane is not built' }, async () => {
+  const h = await home();
+  const busy = net.createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+  try {
+    const address = busy.address();
+    assert.ok(typeof address === 'object' && address !== null);
+    const r = await lanes({ LANES_HOME: h }, 'up', '--detach', '--api-port', String(address.port), '--http-port', String(await freePort()), '--zones', 'a');
+    assert.equal(r.code, 1, r.stdout);
+    assertOneLineError(r, /^lanes: the control plane exited with code \d+ before it was ready; see .*controlplane\.log/);
+    assert.match(r.stdout, /starting control plane… failed/);
+    assert.equal(existsSync(path.join(h, 'context.json')), false, 'context.json removed');
+    const ours = await waitFor('no process of this LANES_HOME left', () => {
+      const left = psLines().filter((l) => l.includes(h));
+      return left.length === 0 ? true : undefined;
+    }, { timeoutMs: 15_000 });
+    assert.equal(ours, true);
+  } finally {
+    busy.close();
+  }
+});
+
+function psLines(): string[] {
+  return execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' }).split('\n');
+}

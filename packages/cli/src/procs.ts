@@ -54,6 +54,13 @@ export function isOurs(pid: number, marker: string): boolean {
   return argv === null || argv.some((a) => a.includes(marker));
 }
 
+/** The launcher is `node …/bin/lanes.js up …`; anything else under that pid (a reused one) is not. */
+export function isLauncher(pid: number): boolean {
+  if (!isAlive(pid)) return false;
+  const argv = commandLine(pid);
+  return argv === null || argv.includes('up');
+}
+
 /** Signals the process group led by `pid`, falling back to the process alone. */
 export function signalGroup(pid: number, signal: NodeJS.Signals): void {
   try {

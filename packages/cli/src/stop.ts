@@ -8,7 +8,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { homePaths, instancesFromAgentState, readComponentState, readContext, readJson, writeJsonAtomic, zoneDirs } from './home.js';
 import type { Io } from './io.js';
-import { commandLine, isAlive, isOurs, signalGroup, startTime, terminate, waitForExit } from './procs.js';
+import { isAlive, isLauncher, isOurs, signalGroup, startTime, terminate, waitForExit } from './procs.js';
 
 export interface StopOptions {
   /** A pid never to signal: the launcher calling this on itself. */
@@ -39,8 +39,10 @@ export async function stopPlatform(home: string, io: Io, options: StopOptions = 
   const nodeToken = await readFile(paths.nodeToken, 'utf8').then((t) => t.trim(), () => null);
 
   // 1. Zone supervisors, in parallel: each stops its instances, answers, then exits.
-  await Promise.all(
+  //    Reported in zone order once all are done, so the output does not depend on timing.
+  const perZone = await Promise.all(
     zones.map(async (zone) => {
+      const sentences: string[] = [];
       const state = await readComponentState(paths.agentState(zone));
       const pids = new Set<number>();
       if (state && isOurs(state.pid, home)) pids.add(state.pid);
@@ -51,11 +53,13 @@ export async function stopPlatform(home: string, io: Io, options: StopOptions = 
         if (state && state.pid === pid && state.url && nodeToken) asked = await askAgentToShutDown(state.url, nodeToken);
         const how = asked && (await waitForExit(pid, 15_000)) ? 'exited' : await terminate(pid, { graceMs });
         if (how !== 'gone') {
-          report(`stopped zone ${zone} supervisor (pid ${pid})${asked ? ' and its instances' : how === 'killed' ? ' with SIGKILL' : ''}`);
+          sentences.push(`stopped zone ${zone} supervisor (pid ${pid})${asked ? ' and its instances' : how === 'killed' ? ' with SIGKILL' : ''}`);
         }
       }
+      return sentences;
     }),
   );
+  for (const sentence of perZone.flat()) report(sentence);
 
   // 2. Gateway, control plane, launcher.
   const controlplaneState = await readComponentState(paths.controlplaneState);
@@ -112,11 +116,4 @@ async function askAgentToShutDown(url: string, nodeToken: string): Promise<boole
   } catch {
     return false;
   }
-}
-
-/** The launcher is `node …/bin/lanes.js up …`; anything else under that pid is not ours. */
-function isLauncher(pid: number): boolean {
-  if (!isAlive(pid)) return false;
-  const argv = commandLine(pid);
-  return argv === null || argv.includes('up');
 }
