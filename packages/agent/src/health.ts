@@ -77,6 +77,7 @@ export class HealthProbe {
   private failures = 0;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private everHealthy = false;
 
   constructor(private readonly opts: HealthProbeOptions) {
     this.healthy = opts.initialHealthy;
@@ -118,6 +119,12 @@ export class HealthProbe {
         this.opts.onChange(false, result.reason);
       }
     }
-    this.schedule(spec.intervalMs);
+    // Until the instance is healthy for the first time, probe at a brisk startup pace so a
+    // new instance joins the gateway within a fraction of a second of becoming ready.
+    this.schedule(this.everHealthy || this.healthy ? spec.intervalMs : Math.min(spec.intervalMs, STARTUP_PROBE_MS));
+    if (this.healthy) this.everHealthy = true;
   }
 }
+
+/** Probe interval before an instance's first healthy verdict. */
+const STARTUP_PROBE_MS = 250;
