@@ -318,6 +318,8 @@ export class Platform {
     const reported = new Map(r.instances.map((i) => [i.id, i]));
     for (const row of await this.store.listInstances({ zone: r.zone })) {
       const obs = reported.get(row.id) ?? null;
+      // Heartbeats repeat the same picture every second: skip the write when nothing moved.
+      if (sameObserved(row.observed, obs)) continue;
       const changed = await this.store.updateObserved(row.id, obs);
       if (changed) await this.noteTransition(row, row.observed, obs);
     }
@@ -472,6 +474,11 @@ export class Platform {
     const view = await this.viewOf(env);
     return decideEnvironment(view, new Set(this.zones.ready())).rollout;
   }
+}
+
+function sameObserved(a: ObservedInstance | null, b: ObservedInstance | null): boolean {
+  if (a === null || b === null) return a === b;
+  return (Object.keys(b) as (keyof ObservedInstance)[]).every((k) => a[k] === b[k]) && Object.keys(a).length === Object.keys(b).length;
 }
 
 function endpointOf(r: InstanceRow): Endpoint[] {

@@ -42,14 +42,18 @@ export async function startControlPlane(config: Config, log: Logger = pino({ lev
   const app = Fastify({
     loggerInstance: apiLog,
     bodyLimit: 1024 * 1024,
-    connectionTimeout: 0,
+    // Limits for every connection; the watch and log streams lift the idle timeout on
+    // their own sockets and keep them busy with pings.
+    connectionTimeout: 120_000,
     keepAliveTimeout: 5000,
-    requestTimeout: 0,
+    requestTimeout: 120_000,
+    http: { headersTimeout: 15_000, maxHeaderSize: 16 * 1024 },
     routerOptions: { maxParamLength: 200 },
     return503OnClosing: true,
   });
   // Request logs carry method, path and status only: never headers, so never a token.
   app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.server.maxConnections = 2048;
   registerApi(app, platform, { admin, node });
   await platform.start();
   await app.listen({ port: config.apiPort, host: config.host });
