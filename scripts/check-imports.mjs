@@ -11,6 +11,7 @@ const ALLOWED = {
   store: ['spec'],
   agent: ['spec', 'archive'],
   gateway: ['spec'],
+  network: ['spec'],
   controlplane: ['spec', 'archive', 'store'],
   cli: ['spec', 'archive'],
 };

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs the machine packages the tests need (PostgreSQL server binaries for the store's
-# real-PostgreSQL suite, wrk for the benchmarks). As root with apt-get it installs what is
+# real-PostgreSQL suite, wrk for the benchmarks, iproute2 and nftables for the
+# network package's namespace tests). As root with apt-get it installs what is
 # missing; otherwise it says what is missing and carries on (those cases then skip visibly).
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "install-test-deps: installing ${need[*]}"
