@@ -9,10 +9,10 @@ const ALLOWED = {
   testkit: [],
   archive: ['spec'],
   store: ['spec'],
-  agent: ['spec', 'archive'],
+  agent: ['spec', 'archive', 'network'],
   gateway: ['spec'],
   network: ['spec'],
-  controlplane: ['spec', 'archive', 'store'],
+  controlplane: ['spec', 'archive', 'store', 'network'],
   cli: ['spec', 'archive'],
 };
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');

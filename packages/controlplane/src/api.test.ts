@@ -21,7 +21,8 @@ describe('control plane API', () => {
 
   before(async () => {
     home = await tempDir('lanes-cp-');
-    cp = await startControlPlane(parseConfig(['--home', home, '--api-port', '0'], {}), pino({ level: 'silent' }));
+    // Planning private networks touches no kernel: the control plane only allocates them.
+    cp = await startControlPlane(parseConfig(['--home', home, '--api-port', '0', '--isolation', 'netns', '--network-cidr', '10.77.0.0/16'], {}), pino({ level: 'silent' }));
     admin = (await readFile(path.join(home, 'admin.token'), 'utf8')).trim();
     node = (await readFile(path.join(home, 'node.token'), 'utf8')).trim();
   });
@@ -94,6 +95,36 @@ describe('control plane API', () => {
     const s = await call('PUT', '/v1/tenants/acme/environments/prod/services/web/scale', { instances: 2 });
     assert.equal(s.status, 404);
     assert.match(String(s.body['detail']), /no release yet/);
+  });
+
+  it('gives each environment its own private network and egress allow-list', async () => {
+    const a = await call('POST', '/v1/tenants/acme/environments', { name: 'net1', egress: ['10.0.0.0/8:443', '192.168.1.0/24'] });
+    assert.equal(a.status, 201, JSON.stringify(a.body));
+    const b = await call('POST', '/v1/tenants/acme/environments', { name: 'net2' });
+    const na = a.body['network'] as { subnet: string; egressAddress: string; egress: unknown };
+    const nb = b.body['network'] as { subnet: string };
+    assert.match(na.subnet, /^10\.77\.\d+\.0\/24$/);
+    assert.notEqual(na.subnet, nb.subnet, 'no two environments share a network');
+    assert.match(na.egressAddress, /^10\.77\.255\.\d+$/);
+    assert.deepEqual(na.egress, [{ cidr: '10.0.0.0/8', port: 443 }, { cidr: '192.168.1.0/24', port: null }]);
+    const open = await call('PUT', '/v1/tenants/acme/environments/net1/egress', { allow: null });
+    assert.equal((open.body['network'] as { egress: unknown }).egress, null);
+    for (const [bad, re] of [['10.0.0.0/33', /egress\.0: "10\.0\.0\.0\/33" is not CIDR/], ['10.0.0.0/8:0', /port "0" must be 1-65535/], ['nope', /is not CIDR/]] as const) {
+      const r = await call('PUT', '/v1/tenants/acme/environments/net1/egress', { allow: [bad] });
+      assert.equal(r.status, 400);
+      assert.match(String(r.body['detail']), re);
+    }
+  });
+
+  it('takes a zone down and up, and refuses unknown zones', async () => {
+    const down = await call('PUT', '/v1/zones/b', { state: 'down' });
+    assert.equal(down.status, 200);
+    assert.equal(down.body['state'], 'down');
+    const zones = (await call('GET', '/v1/platform')).body['zones'] as { name: string; state: string }[];
+    assert.equal(zones.find((z) => z.name === 'b')?.state, 'down');
+    assert.equal((await call('PUT', '/v1/zones/b', { state: 'up' })).body['state'] !== 'down', true);
+    assert.equal((await call('PUT', '/v1/zones/zz', { state: 'down' })).status, 404);
+    assert.equal((await call('PUT', '/v1/zones/a', { state: 'sideways' })).status, 400);
   });
 
   it('records every action as an event', async () => {

@@ -25,7 +25,9 @@ declare module 'fastify' {
 const PING_MS = 5000;
 
 const tenantBody = z.strictObject({ name: z.string() });
-const envBody = z.strictObject({ name: z.string(), lane: z.string().optional() });
+const envBody = z.strictObject({ name: z.string(), lane: z.string().optional(), egress: z.array(z.string()).nullable().optional() });
+const egressBody = z.strictObject({ allow: z.array(z.string()).max(100).nullable() });
+const zoneBody = z.strictObject({ state: z.enum(['down', 'up']) });
 const scaleBody = z.strictObject({ instances: z.number().int().min(0, 'must be 0 or more').max(50, 'must be at most 50') });
 const eventsQuery = z.object({
   tenant: z.string().optional(),
@@ -96,12 +98,21 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/openapi.json', async () => openApiDocument);
 
+  const zonesOut = () => platform.zones.list().map(({ agentUrl: _hidden, ...z }) => z);
   app.get('/v1/platform', async () => ({
     version: '0.1.0',
     domain: platform.config.domain,
     gatewayUrl: platform.config.gatewayUrl,
-    zones: platform.zones.list().map(({ agentUrl: _hidden, ...z }) => z),
+    isolation: platform.config.isolation,
+    networkCidr: platform.config.isolation === 'netns' ? platform.config.networkCidr : null,
+    zones: zonesOut(),
   }));
+  app.get('/v1/zones', async () => ({ items: zonesOut() }));
+  app.put<{ Params: { zone: string } }>('/v1/zones/:zone', async (req) => {
+    const body = parseInput(zoneBody, req.body);
+    await platform.setZoneDown(req.params.zone, body.state === 'down');
+    return zonesOut().find((z) => z.name === req.params.zone);
+  });
 
   // ---- tenants
   app.post('/v1/tenants', async (req, reply) => {
@@ -119,6 +130,7 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
   const envOut = (e: Awaited<ReturnType<Platform['environment']>>) => {
     const host = environmentHost(e.name, e.tenant, platform.config.domain);
     const gw = new URL(platform.config.gatewayUrl);
+    const plan = e.netIndex !== null ? platform.planOf(e.netIndex) : null;
     return {
       tenant: e.tenant,
       name: e.name,
@@ -128,11 +140,13 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
       url: `${gw.protocol}//${host}${gw.port ? `:${gw.port}` : ''}/`,
       release: e.currentRelease,
       createdAt: e.createdAt,
+      isolation: plan ? 'netns' : 'none',
+      network: plan ? { subnet: plan.subnet, egressAddress: plan.egressAddress, egress: e.egress } : null,
     };
   };
   app.post<{ Params: Params }>('/v1/tenants/:tenant/environments', async (req, reply) => {
     const body = parseInput(envBody, req.body);
-    const env = await platform.createEnvironment(checkName('tenant', req.params.tenant), body.name, body.lane);
+    const env = await platform.createEnvironment(checkName('tenant', req.params.tenant), body.name, body.lane, body.egress);
     return reply.code(201).send(envOut(env));
   });
   app.get<{ Params: Params }>('/v1/tenants/:tenant/environments', async (req) => {
@@ -162,6 +176,11 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
   app.delete<{ Params: Params }>('/v1/tenants/:tenant/environments/:env', async (req, reply) => {
     const env = await platform.deleteEnvironment(req.params.tenant, req.params.env);
     return reply.code(202).send(envOut(env));
+  });
+
+  app.put<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/egress', async (req) => {
+    const body = parseInput(egressBody, req.body);
+    return envOut(await platform.setEgress(req.params.tenant, req.params.env, body.allow));
   });
 
   // ---- releases

@@ -25,6 +25,12 @@ const schema = z.object({
   zoneGraceMs: z.coerce.number().int().min(100).default(3000),
   /** Largest release package accepted. @default 64 MiB */
   maxPackageBytes: z.coerce.number().int().min(1024).default(64 * 1024 * 1024),
+  /** How environments are isolated: 'netns' (a private network each; root, iproute2, nftables) or 'none' (loopback). @default 'none' */
+  isolation: z.enum(['netns', 'none']).default('none'),
+  /** The platform's private network, carved into one /24 per environment. @default '10.88.0.0/16' */
+  networkCidr: z.string().default('10.88.0.0/16'),
+  /** The port instances listen on inside their own network (each has its own address). @default 8080 */
+  instancePort: z.coerce.number().int().min(1024).max(65535).default(8080),
   /** @default 'info' */
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -43,6 +49,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
       zones: { type: 'string' },
       'gateway-url': { type: 'string' },
       'log-level': { type: 'string' },
+      isolation: { type: 'string' },
+      'network-cidr': { type: 'string' },
     },
   });
   const raw = {
@@ -54,6 +62,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
     gatewayUrl: values['gateway-url'],
     databaseUrl: env['LANES_DATABASE_URL'] || undefined,
     logLevel: values['log-level'] ?? env['LANES_LOG_LEVEL'],
+    isolation: values.isolation,
+    networkCidr: values['network-cidr'],
   };
   const parsed = schema.safeParse(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)));
   if (!parsed.success) {

@@ -25,7 +25,11 @@ export const openApiDocument = {
       Tenant: { type: 'object', properties: { name: str, createdAt: str }, required: ['name', 'createdAt'] },
       Environment: {
         type: 'object',
-        properties: { tenant: str, name: str, lane: { enum: ['single', 'double'] }, phase: { enum: ['active', 'deleting'] }, host: str, url: str, release: nstr, createdAt: str },
+        properties: {
+          tenant: str, name: str, lane: { enum: ['single', 'double'] }, phase: { enum: ['active', 'deleting'] }, host: str, url: str, release: nstr, createdAt: str,
+          isolation: { enum: ['netns', 'none'] },
+          network: { type: ['object', 'null'], properties: { subnet: str, egressAddress: str, egress: { type: ['array', 'null'], items: { type: 'object', properties: { cidr: str, port: nint } } } } },
+        },
       },
       Service: { type: 'object', properties: { name: str, instances: int, effectiveInstances: int, http: { type: 'boolean' }, path: nstr, ready: int } },
       Instance: {
@@ -60,6 +64,19 @@ export const openApiDocument = {
   security: [{ bearer: [] }],
   paths: {
     '/healthz': { get: { summary: 'Liveness of the control plane', security: [], responses: { '200': ok({ type: 'object' }) } } },
+    '/v1/zones': { get: { summary: 'Zones and their state (ready, unavailable, down)', responses: { '200': ok({ type: 'object' }), ...errors } } },
+    '/v1/zones/{zone}': {
+      parameters: [{ name: 'zone', in: 'path', required: true, schema: str }],
+      put: { summary: 'Take a zone down (a simulated outage: no traffic, no placement) or up again', requestBody: json({ type: 'object', properties: { state: { enum: ['down', 'up'] } }, required: ['state'] }), responses: { '200': ok({ type: 'object' }), ...errors } },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/egress': {
+      parameters: [tenantP, envP],
+      put: {
+        summary: 'Set the egress allow-list ("CIDR[:PORT]" entries) or null for any destination outside the platform',
+        requestBody: json({ type: 'object', properties: { allow: { type: ['array', 'null'], items: str } }, required: ['allow'] }),
+        responses: { '200': ok(ref('Environment')), ...errors },
+      },
+    },
     '/v1/platform': { get: { summary: 'Platform facts: domain, zones and their state, gateway URL', responses: { '200': ok({ type: 'object' }), ...errors } } },
     '/v1/tenants': {
       get: { summary: 'List tenants', responses: { '200': ok(list('Tenant')), ...errors } },
@@ -75,7 +92,7 @@ export const openApiDocument = {
       get: { summary: 'List environments of a tenant', responses: { '200': ok(list('Environment')), ...errors } },
       post: {
         summary: 'Create an environment',
-        requestBody: json({ type: 'object', properties: { name: str, lane: { enum: ['single', 'double'] } }, required: ['name'], additionalProperties: false }),
+        requestBody: json({ type: 'object', properties: { name: str, lane: { enum: ['single', 'double'] }, egress: { type: ['array', 'null'], items: str } }, required: ['name'], additionalProperties: false }),
         responses: { '201': ok(ref('Environment'), 'created'), ...errors },
       },
     },

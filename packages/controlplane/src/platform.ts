@@ -27,6 +27,8 @@ import {
   type AgentReport,
   type DesiredInstance,
   type Endpoint,
+  type EnvironmentNetwork,
+  type ServiceGroup,
   type EnvironmentView,
   type Lane,
   type Manifest,
@@ -35,7 +37,8 @@ import {
   type RoutingTable,
   type VirtualHost,
 } from '@lanes/spec';
-import type { Store } from '@lanes/store';
+import { allocateAddress, maxEnvironments, planEnvironment } from '@lanes/network';
+import type { EgressEntry, Store } from '@lanes/store';
 import type { Config } from './config.js';
 import { Hub } from './hub.js';
 import { ZoneRegistry } from './zones.js';
@@ -208,7 +211,12 @@ export class Platform {
       switch (a.type) {
         case 'create': {
           const id = `${a.service}-${randomBytes(3).toString('hex')}`;
-          await this.store.createInstance({ id, environmentId: env.id, service: a.service, release: a.release, zone: a.zone });
+          let address: string | null = null;
+          if (env.netIndex !== null) {
+            const used = (await this.store.listInstances({ environmentId: env.id })).flatMap((r) => (r.address ? [r.address] : []));
+            address = allocateAddress(this.planOf(env.netIndex), a.zone, used);
+          }
+          await this.store.createInstance({ id, environmentId: env.id, service: a.service, release: a.release, zone: a.zone, address });
           log.info({ instance: id, zone: a.zone, reason: a.reason }, 'instance created');
           await this.event({ ...scope, reason: 'InstanceScheduled', object: `instance/${id}`, message: `scheduled ${id} in zone ${a.zone}: ${a.reason}` });
           break;
@@ -254,6 +262,7 @@ export class Platform {
 
   async publishFeeds(): Promise<void> {
     const envs = await this.store.listEnvironments();
+    const byId = new Map(envs.map((e) => [e.id, e]));
     const rows = await this.store.listInstances();
     const perZone = new Map<string, DesiredInstance[]>(this.zones.names.map((z) => [z, []]));
     for (const r of rows) {
@@ -261,6 +270,8 @@ export class Platform {
       const svc = (await this.manifestOf(r.environmentId, r.release)).services.find((s) => s.name === r.service);
       const list = perZone.get(r.zone);
       if (!svc || !list) continue;
+      const env = byId.get(r.environmentId);
+      const network = env?.netIndex != null && r.address ? { envIndex: env.netIndex, cidr: this.config.networkCidr, zones: this.zones.names, address: r.address } : null;
       list.push({
         id: r.id,
         tenant: r.tenant,
@@ -269,15 +280,23 @@ export class Platform {
         release: r.release,
         argv: svc.argv,
         env: svc.env,
-        port: svc.port,
+        // In its own network every instance has its own address, so all can use one port.
+        port: network ? (svc.port ?? this.config.instancePort) : svc.port,
         listens: svc.http || svc.port !== null,
         health: svc.health,
         stopGraceMs: svc.stopGraceMs,
+        network,
       });
     }
+    const networks: EnvironmentNetwork[] = [];
+    for (const env of envs) {
+      if (env.netIndex === null) continue;
+      networks.push(await this.networkOf(env, rows.filter((r) => r.environmentId === env.id)));
+    }
+    this.#networks = networks;
     for (const [zone, list] of perZone) {
       list.sort((a, b) => a.id.localeCompare(b.id));
-      this.desiredHub.publish(zone, list, (v) => this.encodeDesired(v));
+      this.desiredHub.publish(zone, list, (v) => this.encodeDesired(v), (v) => JSON.stringify([v, this.#networks]));
     }
 
     const hosts: VirtualHost[] = [];
@@ -289,7 +308,9 @@ export class Platform {
         .map((s) => ({
           pathPrefix: s.path ?? '/',
           service: s.name,
-          endpoints: rows.filter((r) => r.environmentId === env.id && r.service === s.name && r.desired === 'running').flatMap((r) => endpointOf(r)),
+          endpoints: rows
+            .filter((r) => r.environmentId === env.id && r.service === s.name && r.desired === 'running' && this.zones.routable(r.zone))
+            .flatMap((r) => endpointOf(r)),
         }));
       if (routes.length === 0) continue;
       hosts.push({ host: environmentHost(env.name, env.tenant, this.config.domain), tenant: env.tenant, environment: env.name, routes });
@@ -304,9 +325,45 @@ export class Platform {
   }
 
   #desiredRevision = Date.now();
+  #networks: readonly EnvironmentNetwork[] = [];
   encodeDesired(instances: readonly DesiredInstance[]): string {
     this.#desiredRevision += 1;
-    return `${JSON.stringify({ type: 'desired', revision: this.#desiredRevision, instances })}\n`;
+    return `${JSON.stringify({ type: 'desired', revision: this.#desiredRevision, instances, networks: this.#networks })}\n`;
+  }
+
+  planOf(netIndex: number): ReturnType<typeof planEnvironment> {
+    return planEnvironment(this.config.networkCidr, netIndex, this.zones.names);
+  }
+
+  /** The environment's network as supervisors apply it: egress and one security group per service. */
+  async networkOf(env: Environment, rows: readonly InstanceRow[]): Promise<EnvironmentNetwork> {
+    const groups: ServiceGroup[] = [];
+    const services = new Map<string, InstanceRow[]>();
+    for (const r of rows) {
+      if (r.desired !== 'running' || !r.address) continue;
+      services.set(r.service, [...(services.get(r.service) ?? []), r]);
+    }
+    const current = env.currentRelease ? await this.manifestOf(env.id, env.currentRelease) : null;
+    for (const [service, insts] of [...services].sort(([a], [b]) => a.localeCompare(b))) {
+      const first = insts[0] as InstanceRow;
+      const spec = current?.services.find((x) => x.name === service) ?? (await this.manifestOf(env.id, first.release)).services.find((x) => x.name === service);
+      groups.push({
+        service,
+        addresses: insts.map((i) => i.address as string).sort(),
+        ports: [spec?.port ?? this.config.instancePort],
+        allowFrom: spec?.allowFrom ?? null,
+        http: spec?.http ?? false,
+      });
+    }
+    return {
+      envIndex: env.netIndex as number,
+      cidr: this.config.networkCidr,
+      zones: this.zones.names,
+      tenant: env.tenant,
+      environment: env.name,
+      egress: env.egress,
+      groups,
+    };
   }
 
   // ---- supervisors ------------------------------------------------------------------
@@ -370,16 +427,36 @@ export class Platform {
     await this.event({ reason: 'TenantDeleted', object: `tenant/${name}`, message: `tenant ${name} deleted` });
   }
 
-  async createEnvironment(tenant: string, name: unknown, lane: unknown): Promise<Environment> {
+  async createEnvironment(tenant: string, name: unknown, lane: unknown, egress?: unknown): Promise<Environment> {
     checkName('tenant', tenant);
     const n = checkName('name', name);
     const l: Lane = lane === undefined ? 'single' : checkLane(lane);
     if (l === 'double' && this.zones.names.length < 2) {
       throw new InputError(`lane: double needs at least 2 zones; this platform has ${this.zones.names.length} (${this.zones.names.join(', ')}); start it with --zones a,b`, 'lane');
     }
-    const env = await this.store.createEnvironment({ tenant, name: n, lane: l });
-    await this.event({ tenant, environment: n, reason: 'EnvironmentCreated', object: `environment/${tenant}/${n}`, message: `environment ${tenant}/${n} created with lane ${l}` });
+    const netns = this.config.isolation === 'netns';
+    let env = await this.store.createEnvironment(netns ? { tenant, name: n, lane: l, netIndexMax: maxEnvironments(this.config.networkCidr) } : { tenant, name: n, lane: l });
+    if (egress !== undefined) env = await this.store.setEgress(env.id, parseEgress(egress));
+    const where = env.netIndex !== null ? ` on private network ${this.planOf(env.netIndex).subnet}` : '';
+    await this.event({ tenant, environment: n, reason: 'EnvironmentCreated', object: `environment/${tenant}/${n}`, message: `environment ${tenant}/${n} created with lane ${l}${where}` });
     return env;
+  }
+
+  async setEgress(tenant: string, name: string, egress: unknown): Promise<Environment> {
+    const env = await this.environment(tenant, name);
+    const allow = parseEgress(egress);
+    const updated = await this.store.setEgress(env.id, allow);
+    await this.event({ tenant, environment: name, reason: 'EgressChanged', object: `environment/${tenant}/${name}`, message: allow === null ? 'egress: any destination outside the platform' : `egress allowed only to ${allow.map((e) => `${e.cidr}${e.port === null ? '' : `:${e.port}`}`).join(', ') || 'nothing'}` });
+    return updated;
+  }
+
+  /** A simulated zone outage: the zone takes no traffic and no new instances until it is up. */
+  async setZoneDown(zone: string, down: boolean): Promise<void> {
+    if (!this.zones.has(zone)) throw new NotFoundError(`zone ${JSON.stringify(zone)} is not a zone of this platform (${this.zones.names.join(', ')})`);
+    if (this.zones.setDown(zone, down)) {
+      await this.event({ reason: down ? 'ZoneDown' : 'ZoneUp', object: `zone/${zone}`, message: down ? `zone ${zone} is down: its instances take no traffic` : `zone ${zone} is up again` });
+    }
+    await this.tick();
   }
 
   async environment(tenant: string, name: string): Promise<Environment> {
@@ -474,6 +551,29 @@ export class Platform {
     const view = await this.viewOf(env);
     return decideEnvironment(view, new Set(this.zones.ready())).rollout;
   }
+}
+
+const CIDR_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
+
+/** Parses an egress allow-list: null, or entries "CIDR" / "CIDR:PORT" (e.g. "0.0.0.0/0:443"). */
+export function parseEgress(value: unknown): EgressEntry[] | null {
+  if (value === null) return null;
+  if (!Array.isArray(value)) throw new InputError('egress: expected a list of "CIDR[:PORT]" entries, or null for any destination', 'egress');
+  return value.map((v, i) => {
+    const field = `egress.${i}`;
+    if (typeof v !== 'string') throw new InputError(`${field}: expected a string like "10.0.0.0/8:443"`, field);
+    const [cidr, port, extra] = v.split(':');
+    const m = CIDR_RE.exec(cidr ?? '');
+    if (extra !== undefined || !m || m.slice(1, 5).some((o) => Number(o) > 255) || Number(m[5]) > 32) {
+      throw new InputError(`${field}: ${JSON.stringify(v)} is not CIDR[:PORT]; use e.g. 10.0.0.0/8 or 0.0.0.0/0:443`, field);
+    }
+    let p: number | null = null;
+    if (port !== undefined) {
+      p = Number(port);
+      if (!/^\d+$/.test(port) || p < 1 || p > 65535) throw new InputError(`${field}: port ${JSON.stringify(port)} must be 1-65535`, field);
+    }
+    return { cidr: cidr as string, port: p };
+  });
 }
 
 function sameObserved(a: ObservedInstance | null, b: ObservedInstance | null): boolean {

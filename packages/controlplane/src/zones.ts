@@ -5,7 +5,8 @@
  */
 export interface ZoneInfo {
   readonly name: string;
-  readonly state: 'ready' | 'unavailable';
+  /** ready: reporting; unavailable: silent past the grace; down: cut off by `lanes zone down`. */
+  readonly state: 'ready' | 'unavailable' | 'down';
   readonly address: string | null;
   readonly agentUrl: string | null;
   readonly lastSeenAt: string | null;
@@ -16,10 +17,36 @@ export class ZoneRegistry {
   readonly #info = new Map<string, { address: string; agentUrl: string }>();
   readonly #zones: readonly string[];
   readonly #graceMs: number;
+  readonly #down = new Set<string>();
+  readonly #startedAt: number;
 
-  constructor(zones: readonly string[], graceMs: number) {
+  constructor(zones: readonly string[], graceMs: number, now = Date.now()) {
     this.#zones = zones;
     this.#graceMs = graceMs;
+    this.#startedAt = now;
+  }
+
+  /** Marks a zone administratively down (a simulated outage) or up again; true when it changed. */
+  setDown(zone: string, down: boolean): boolean {
+    const was = this.#down.has(zone);
+    if (down) this.#down.add(zone);
+    else this.#down.delete(zone);
+    return was !== down;
+  }
+
+  isDown(zone: string): boolean {
+    return this.#down.has(zone);
+  }
+
+  /**
+   * Whether instances of the zone may take traffic: not down, and reporting — or, right
+   * after a control-plane start, not yet heard from within the grace (static stability:
+   * a restart of the control plane must not empty the routing table).
+   */
+  routable(zone: string, now = Date.now()): boolean {
+    if (this.#down.has(zone)) return false;
+    if (this.isReady(zone, now)) return true;
+    return !this.#lastSeen.has(zone) && now - this.#startedAt <= this.#graceMs;
   }
 
   get names(): readonly string[] {
@@ -39,6 +66,7 @@ export class ZoneRegistry {
   }
 
   isReady(zone: string, now = Date.now()): boolean {
+    if (this.#down.has(zone)) return false;
     const t = this.#lastSeen.get(zone);
     return t !== undefined && now - t <= this.#graceMs;
   }
@@ -58,7 +86,7 @@ export class ZoneRegistry {
       const info = this.#info.get(name);
       return {
         name,
-        state: this.isReady(name, now) ? 'ready' : 'unavailable',
+        state: this.#down.has(name) ? 'down' : this.isReady(name, now) ? 'ready' : 'unavailable',
         address: info?.address ?? null,
         agentUrl: info?.agentUrl ?? null,
         lastSeenAt: t === undefined ? null : new Date(t).toISOString(),

@@ -24,7 +24,7 @@ describe('parseManifest', () => {
     assert.deepEqual(m, {
       name: 'hello',
       services: [
-        { name: 'web', command: 'node server.js', argv: ['node', 'server.js'], instances: 1, http: false, path: null, port: null, health: null, env: {}, stopGraceMs: 10_000 },
+        { name: 'web', command: 'node server.js', argv: ['node', 'server.js'], instances: 1, http: false, path: null, port: null, health: null, env: {}, stopGraceMs: 10_000, allowFrom: null },
       ],
     });
   });
@@ -175,5 +175,18 @@ describe('parseManifest', () => {
 
   it('validateManifest accepts an already parsed object', () => {
     assert.equal(validateManifest({ name: 'x', services: { a: { command: 'run' } } }).services[0]?.argv[0], 'run');
+  });
+});
+
+describe('security groups in the manifest', () => {
+  it('reads allow_from as the services that may connect', () => {
+    const m = parseManifest('name: t\nservices:\n  web: { command: node web.js, http: true }\n  api: { command: node api.js, allow_from: [web] }\n  db: { command: node db.js, port: 5432, allow_from: [api, api] }\n');
+    assert.deepEqual(m.services.map((s) => s.allowFrom), [null, ['web'], ['api']]);
+  });
+  it('refuses an allow_from naming a service the app does not have', () => {
+    assert.throws(
+      () => parseManifest('name: t\nservices:\n  web: { command: node web.js, http: true }\n  api: { command: node api.js, allow_from: [wbe] }\n'),
+      /services\.api\.allow_from\.0: "wbe" is not a service of this app; it has web, api/,
+    );
   });
 });

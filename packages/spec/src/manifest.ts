@@ -40,6 +40,7 @@ const serviceSchema = z.strictObject({
   health: healthSchema.optional(),
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid variable name'), z.string()).optional(),
   stop_grace: duration.optional(),
+  allow_from: z.array(z.string()).max(50).optional(),
 });
 
 const manifestSchema = z.strictObject({
@@ -73,6 +74,8 @@ export interface ServiceSpec {
   readonly env: Readonly<Record<string, string>>;
   /** @default 10000 */
   readonly stopGraceMs: number;
+  /** Security group: the services that may connect to this one; null: every service of the environment. */
+  readonly allowFrom: readonly string[] | null;
 }
 
 export interface Manifest {
@@ -110,7 +113,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   root: ['name', 'services'],
-  service: ['command', 'instances', 'http', 'path', 'port', 'health', 'env', 'stop_grace'],
+  service: ['command', 'instances', 'http', 'path', 'port', 'health', 'env', 'stop_grace', 'allow_from'],
   health: ['path', 'interval', 'timeout', 'healthy_threshold', 'unhealthy_threshold'],
 };
 
@@ -203,9 +206,18 @@ export function validateManifest(input: unknown): Manifest {
         : null,
       env: { ...(s.env ?? {}) },
       stopGraceMs: s.stop_grace !== undefined ? parseDurationMs(s.stop_grace) : DEFAULT_STOP_GRACE_MS,
+      allowFrom: s.allow_from ? [...new Set(s.allow_from)] : null,
     });
     if (h && services.at(-1)!.health!.timeoutMs >= services.at(-1)!.health!.intervalMs) {
       throw new InputError(`lanes.yaml: ${at}.health.timeout: must be shorter than the interval`, `${at}.health.timeout`);
+    }
+  }
+  const names = new Set(services.map((s) => s.name));
+  for (const s of services) {
+    for (const [i, from] of (s.allowFrom ?? []).entries()) {
+      if (!names.has(from)) {
+        throw new InputError(`lanes.yaml: services.${s.name}.allow_from.${i}: ${JSON.stringify(from)} is not a service of this app; it has ${[...names].join(', ')}`, `services.${s.name}.allow_from.${i}`);
+      }
     }
   }
   const http = services.filter((s) => s.http);

@@ -22,11 +22,56 @@ export interface DesiredInstance {
   readonly listens: boolean;
   readonly health: HealthCheckSpec | null;
   readonly stopGraceMs: number;
+  /** Where the instance lives in its environment's private network; null without isolation (loopback). */
+  readonly network: InstanceNetwork | null;
+}
+
+/** The inputs of the environment's network plan (`planEnvironment(cidr, envIndex, zones)` in @lanes/network). */
+export interface NetworkRef {
+  /** The environment's network index: its /24 inside the platform CIDR. */
+  readonly envIndex: number;
+  /** The platform CIDR, e.g. 10.88.0.0/16. */
+  readonly cidr: string;
+  /** The platform's zones in order (a zone's position picks its address range). */
+  readonly zones: readonly string[];
+}
+
+export interface InstanceNetwork extends NetworkRef {
+  /** The instance's own address in its zone's range; it listens there. */
+  readonly address: string;
+}
+
+/** One service's security group, as the kernel enforces it inside each of its instances. */
+export interface ServiceGroup {
+  readonly service: string;
+  /** Addresses of the service's instances. */
+  readonly addresses: readonly string[];
+  /** Ports the allowed sources may connect to; null: every port. */
+  readonly ports: readonly number[] | null;
+  /** Services that may connect; null: every service of the environment. */
+  readonly allowFrom: readonly string[] | null;
+  /** The gateway routes to it: the gateway's link may connect. */
+  readonly http: boolean;
+}
+
+/** An environment's network as every zone supervisor must apply it. */
+export interface EnvironmentNetwork extends NetworkRef {
+  readonly tenant: string;
+  readonly environment: string;
+  /** Egress allow-list; null: any destination outside the platform. */
+  readonly egress: readonly { readonly cidr: string; readonly port: number | null }[] | null;
+  readonly groups: readonly ServiceGroup[];
 }
 
 /** Control plane → supervisor, one line of `GET /v1/agent/watch?zone=Z`. */
 export type AgentWatchMessage =
-  | { readonly type: 'desired'; readonly revision: number; readonly instances: readonly DesiredInstance[] }
+  | {
+      readonly type: 'desired';
+      readonly revision: number;
+      readonly instances: readonly DesiredInstance[];
+      /** Private networks of the live environments (empty without isolation); any other `lanes-` environment network is removed. */
+      readonly networks: readonly EnvironmentNetwork[];
+    }
   | { readonly type: 'ping'; readonly time: string };
 
 export type InstanceState = 'starting' | 'running' | 'backoff' | 'crashloop' | 'stopping' | 'stopped';

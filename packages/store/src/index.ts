@@ -8,6 +8,7 @@ export type {
   Change,
   ChangeKind,
   Desired,
+  EgressEntry,
   Environment,
   Event,
   InstanceRow,

@@ -88,8 +88,21 @@ const init: Migration = {
   },
 };
 
+/** Private networks: an environment's network index and egress allow-list, an instance's address. */
+const networks: Migration = {
+  async up(db) {
+    await run(db, [
+      `alter table environments add column net_index integer unique check (net_index > 0)`,
+      `alter table environments add column egress jsonb`,
+      `alter table instances add column address text`,
+      `create unique index instances_address_idx on instances (environment_id, address) where address is not null`,
+    ]);
+  },
+};
+
 const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_init': init,
+  '0002_networks': networks,
 };
 
 export const migrationProvider: MigrationProvider = {

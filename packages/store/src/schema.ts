@@ -26,6 +26,8 @@ export interface EnvironmentsTable {
   phase: Phase;
   current_release: string | null;
   created_at: Timestamp;
+  net_index: number | null;
+  egress: Jsonb | null;
 }
 
 export interface ReleasesTable {
@@ -55,6 +57,7 @@ export interface InstancesTable {
   observed: Jsonb | null;
   observed_at: Timestamp | null;
   created_at: Timestamp;
+  address: string | null;
 }
 
 export interface ZonesTable {

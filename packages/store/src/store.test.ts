@@ -29,6 +29,7 @@ const manifest: Manifest = {
       health: { path: '/health', intervalMs: 1000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 },
       env: { MODE: 'prod' },
       stopGraceMs: 10_000,
+      allowFrom: null,
     },
   ],
 };
@@ -68,6 +69,31 @@ const isoRe = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 /** The behaviour every backend must show; `get` returns the suite's open store. */
 function defineCases(get: () => Store): void {
+  test('networks: the smallest free index per environment, egress lists, instance addresses', async () => {
+    const store = get();
+    const tenant = uniq('net');
+    await store.createTenant(tenant);
+    // Other suites' environments may hold low indexes: allocate relative to what is free.
+    const a = await store.createEnvironment({ tenant, name: 'a', lane: 'single', netIndexMax: 250 });
+    const b = await store.createEnvironment({ tenant, name: 'b', lane: 'single', netIndexMax: 250 });
+    assert.ok(a.netIndex !== null && b.netIndex !== null && a.netIndex !== b.netIndex);
+    const plain = await store.createEnvironment({ tenant, name: 'plain', lane: 'single' });
+    assert.equal(plain.netIndex, null);
+    await store.deleteEnvironment(a.id);
+    const c = await store.createEnvironment({ tenant, name: 'c', lane: 'single', netIndexMax: 250 });
+    assert.equal(c.netIndex, a.netIndex, 'a freed index is reused');
+    const taken = (await store.listEnvironments()).filter((e) => e.netIndex !== null).length;
+    await assert.rejects(store.createEnvironment({ tenant, name: 'full', lane: 'single', netIndexMax: taken }), { name: 'ConflictError', message: /no private network is free/ });
+    assert.equal((await store.setEgress(b.id, [{ cidr: '10.0.0.0/8', port: 443 }])).egress?.[0]?.port, 443);
+    assert.equal((await store.getEnvironmentById(b.id)).egress?.[0]?.cidr, '10.0.0.0/8');
+    assert.equal((await store.setEgress(b.id, null)).egress, null);
+    await store.createRelease({ environmentId: b.id, hash: 'hnet', manifest, sizeBytes: 1 });
+    const i = await store.createInstance({ id: uniq('web'), environmentId: b.id, service: 'web', release: 'hnet', zone: 'a', address: '10.88.9.2' });
+    assert.equal(i.address, '10.88.9.2');
+    assert.equal((await store.listInstances({ environmentId: b.id }))[0]?.address, '10.88.9.2');
+    await assert.rejects(store.createInstance({ id: uniq('web'), environmentId: b.id, service: 'web', release: 'hnet', zone: 'a', address: '10.88.9.2' }));
+  });
+
   test('tenants: create, list, get, and one-line conflict and not-found messages', async () => {
     const store = get();
     const name = uniq('acme');
@@ -209,7 +235,7 @@ function defineCases(get: () => Store): void {
     assert.ok(first);
     assert.deepEqual(
       { ...first, createdAt: 'x' },
-      { id: i1, environmentId: id, tenant, environment: env, service: 'web', release: 'r1', zone: zoneA, desired: 'running', observed: null, observedAt: null, createdAt: 'x' },
+      { id: i1, environmentId: id, tenant, environment: env, service: 'web', release: 'r1', zone: zoneA, desired: 'running', observed: null, observedAt: null, createdAt: 'x', address: null },
     );
     assert.deepEqual((await store.listInstances({ zone: zoneB })).map((i) => i.id), [i2]);
     assert.deepEqual((await store.listInstances({ environmentId: id, zone: zoneA })).map((i) => i.id), [i1]);

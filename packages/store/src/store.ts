@@ -19,6 +19,7 @@ import type {
   Change,
   Desired,
   Environment,
+  EgressEntry,
   Event,
   InstanceRow,
   Lane,
@@ -195,7 +196,13 @@ function toEnvironment(r: Selectable<EnvironmentsTable>): Environment {
     phase: r.phase,
     currentRelease: r.current_release,
     createdAt: iso(r.created_at),
+    netIndex: r.net_index,
+    egress: isEgress(r.egress) ? r.egress : null,
   };
+}
+
+function isEgress(v: unknown): v is EgressEntry[] {
+  return Array.isArray(v) && v.every((e) => typeof e === 'object' && e !== null && typeof (e as { cidr?: unknown }).cidr === 'string');
 }
 
 function toRelease(r: Selectable<ReleasesTable>): Release {
@@ -322,7 +329,11 @@ export class Store {
 
   // ---- environments ----
 
-  async createEnvironment(input: { tenant: string; name: string; lane: Lane }): Promise<Environment> {
+  /**
+   * Creates an environment. With `netIndexMax`, it also gets the smallest free network
+   * index in 1..netIndexMax (its private network), or a ConflictError when none is left.
+   */
+  async createEnvironment(input: { tenant: string; name: string; lane: Lane; netIndexMax?: number }): Promise<Environment> {
     checkName('tenant', input.tenant);
     checkName('environment', input.name);
     const lane = checkLane(input.lane);
@@ -336,9 +347,15 @@ export class Store {
         .where('name', '=', input.name)
         .executeTakeFirst();
       if (exists) throw new ConflictError(`environment "${input.name}" of tenant "${input.tenant}" already exists`);
+      let netIndex: number | null = null;
+      if (input.netIndexMax !== undefined) {
+        const used = new Set((await trx.selectFrom('environments').select('net_index').where('net_index', 'is not', null).execute()).map((x) => x.net_index));
+        for (let i = 1; i <= input.netIndexMax && netIndex === null; i++) if (!used.has(i)) netIndex = i;
+        if (netIndex === null) throw new ConflictError(`no private network is free: the platform network fits ${input.netIndexMax} environments; delete one or widen the platform CIDR`);
+      }
       const r = await trx
         .insertInto('environments')
-        .values({ id: envId(), tenant: input.tenant, name: input.name, lane, phase: 'active', current_release: null })
+        .values({ id: envId(), tenant: input.tenant, name: input.name, lane, phase: 'active', current_release: null, net_index: netIndex })
         .returningAll()
         .executeTakeFirstOrThrow();
       changes.push(change('environment', { tenant: r.tenant, environment: r.name, environmentId: r.id }));
@@ -386,6 +403,19 @@ export class Store {
       changes.push(change('environment', { tenant: r.tenant, environment: r.name, environmentId: r.id }));
       return toEnvironment(r);
     });
+  }
+
+  /** Sets the environment's egress allow-list (null: anything outside the platform). */
+  async setEgress(id: string, egress: readonly EgressEntry[] | null): Promise<Environment> {
+    const r = await this.#db
+      .updateTable('environments')
+      .set({ egress: egress === null ? null : JSON.stringify(egress) })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirst();
+    if (!r) throw new NotFoundError(`environment id "${id}" not found; it may have been deleted`);
+    this.#emit([change('environment', { tenant: r.tenant, environment: r.name, environmentId: r.id })]);
+    return toEnvironment(r);
   }
 
   async #updateEnvironment(id: string, set: { phase: Phase }): Promise<Environment> {
@@ -508,7 +538,7 @@ export class Store {
 
   // ---- instances ----
 
-  async createInstance(input: { id: string; environmentId: string; service: string; release: string; zone: string }): Promise<InstanceRow> {
+  async createInstance(input: { id: string; environmentId: string; service: string; release: string; zone: string; address?: string | null }): Promise<InstanceRow> {
     return this.#write(async (trx, changes) => {
       // The row lock keeps a concurrent deleteEnvironment from removing the environment under us.
       const env = await this.#envRow(trx, input.environmentId, true);
@@ -518,7 +548,7 @@ export class Store {
       if (dup) throw new ConflictError(`instance "${input.id}" already exists; pick another id`);
       const r = await trx
         .insertInto('instances')
-        .values({ id: input.id, environment_id: env.id, service: input.service, release: input.release, zone: input.zone, desired: 'running' })
+        .values({ id: input.id, environment_id: env.id, service: input.service, release: input.release, zone: input.zone, desired: 'running', address: input.address ?? null })
         .returningAll()
         .executeTakeFirstOrThrow();
       changes.push(change('instance', { tenant: env.tenant, environment: env.name, environmentId: env.id }));
@@ -534,6 +564,7 @@ export class Store {
         observed: null,
         observedAt: null,
         createdAt: iso(r.created_at),
+        address: r.address,
       };
     });
   }
@@ -543,7 +574,7 @@ export class Store {
     let q = this.#db
       .selectFrom('instances as i')
       .innerJoin('environments as e', 'e.id', 'i.environment_id')
-      .select(['i.id', 'i.environment_id', 'e.tenant', 'e.name', 'i.service', 'i.release', 'i.zone', 'i.desired', 'i.observed', 'i.observed_at', 'i.created_at']);
+      .select(['i.id', 'i.environment_id', 'e.tenant', 'e.name', 'i.service', 'i.release', 'i.zone', 'i.desired', 'i.observed', 'i.observed_at', 'i.created_at', 'i.address']);
     if (filter.environmentId !== undefined) q = q.where('i.environment_id', '=', filter.environmentId);
     if (filter.zone !== undefined) q = q.where('i.zone', '=', filter.zone);
     const rows = await q.orderBy('i.created_at').orderBy('i.id').execute();
@@ -559,6 +590,7 @@ export class Store {
       observed: isObserved(r.observed) ? r.observed : null,
       observedAt: isoOrNull(r.observed_at),
       createdAt: iso(r.created_at),
+      address: r.address,
     }));
   }
 

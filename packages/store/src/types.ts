@@ -22,6 +22,15 @@ export interface Environment {
   /** Hash of the release the environment should run, or null before the first deploy. */
   readonly currentRelease: string | null;
   readonly createdAt: string;
+  /** The environment's private network index (its /24 in the platform CIDR); null without isolation. */
+  readonly netIndex: number | null;
+  /** Egress allow-list; null: any destination outside the platform. */
+  readonly egress: readonly EgressEntry[] | null;
+}
+
+export interface EgressEntry {
+  readonly cidr: string;
+  readonly port: number | null;
 }
 
 export interface Release {
@@ -49,6 +58,8 @@ export interface InstanceRow {
   /** When `observed` last changed. */
   readonly observedAt: string | null;
   readonly createdAt: string;
+  /** The instance's address in its environment's private network; null without isolation. */
+  readonly address: string | null;
 }
 
 export interface Zone {
