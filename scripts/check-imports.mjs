@@ -13,7 +13,7 @@ const ALLOWED = {
   gateway: ['spec'],
   network: ['spec'],
   controlplane: ['spec', 'archive', 'store', 'network'],
-  cli: ['spec', 'archive'],
+  cli: ['spec', 'archive', 'network'],
 };
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const problems = [];

@@ -44,9 +44,11 @@ export class TestPlatform {
     this.env = { ...process.env, LANES_HOME: home, ...extraEnv };
   }
 
-  static async start(opts: { zones?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<TestPlatform> {
+  /** Boots a platform; isolation defaults to none (the no-root mode) unless asked. */
+  static async start(opts: { zones?: string[]; env?: NodeJS.ProcessEnv; isolation?: 'netns' | 'none' } = {}): Promise<TestPlatform> {
     const p = new TestPlatform(await tempDir('lanes-e2e-'), await freePort(), await freePort(), opts.zones ?? ['a', 'b', 'c'], opts.env ?? {});
-    const r = await p.cli(['up', '--detach', '--api-port', String(p.apiPort), '--http-port', String(p.httpPort), '--zones', p.zones.join(',')], 90_000);
+    const up = ['up', '--detach', '--api-port', String(p.apiPort), '--http-port', String(p.httpPort), '--zones', p.zones.join(','), '--isolation', opts.isolation ?? 'none'];
+    const r = await p.cli(up, 90_000);
     if (r.code !== 0) {
       await p.stop();
       throw new Error(`lanes up failed (${r.code}): ${r.stderr || r.stdout}\n${p.componentLogs()}`);

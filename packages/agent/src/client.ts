@@ -4,14 +4,14 @@
  * release packages. Nothing here is fatal: while the control plane is away the
  * supervisor keeps running the last desired list (static stability).
  */
-import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { request } from 'undici';
 import { extractArchive } from '@lanes/archive';
 import type { AgentReport, AgentWatchMessage } from '@lanes/spec';
 import type { Supervisor } from './supervisor.js';
-import { isRecord, parseDesiredList } from './validate.js';
+import { isRecord, parseDesiredList, parseNetworkList } from './validate.js';
 
 export interface ControlPlaneClientOptions {
   /** Base URL of the control plane, e.g. http://127.0.0.1:7000 */
@@ -48,7 +48,7 @@ export function parseWatchMessage(line: string): AgentWatchMessage {
   if (raw['type'] === 'desired') {
     const revision = raw['revision'];
     if (typeof revision !== 'number') throw new Error(`revision: ${JSON.stringify(revision)} should be a number`);
-    return { type: 'desired', revision, instances: parseDesiredList('instances', raw['instances']) };
+    return { type: 'desired', revision, instances: parseDesiredList('instances', raw['instances']), networks: parseNetworkList('networks', raw['networks']) };
   }
   throw new Error(`type: ${JSON.stringify(raw['type'])} is not a watch message type; expected desired or ping`);
 }
@@ -188,8 +188,8 @@ export class ControlPlaneClient {
     }
     if (msg.type !== 'desired') return;
     this.lastRevision = msg.revision;
-    this.log.info({ revision: msg.revision, instances: msg.instances.length }, 'desired list received');
-    this.opts.supervisor.setDesired(msg.instances);
+    this.log.info({ revision: msg.revision, instances: msg.instances.length, networks: msg.networks.length }, 'desired list received');
+    this.opts.supervisor.setDesired(msg.instances, msg.networks);
   }
 }
 
@@ -218,6 +218,9 @@ export function createPackageResolver(opts: PackageResolverOptions): (hash: stri
 
   const fetchPackage = async (hash: string, dest: string): Promise<string> => {
     await mkdir(root, { recursive: true });
+    // Instances in an environment network run unprivileged: the packages must stay readable
+    // whatever the umask (the archive's own files and directories are 0644/0755 already).
+    await chmod(root, 0o755);
     const res = await request(new URL(`/v1/agent/packages/${hash}`, opts.api), {
       method: 'GET',
       headers: { authorization: `Bearer ${opts.token}` },
@@ -243,6 +246,7 @@ export function createPackageResolver(opts: PackageResolverOptions): (hash: stri
     try {
       const result = await extractArchive(Buffer.concat(chunks), tmp);
       if (result.hash !== hash) throw new Error(`package ${hash}: its content hash is ${result.hash}; refusing it`);
+      await chmod(tmp, 0o755); // mkdtemp makes it 0700
       try {
         await rename(tmp, dest);
       } catch (err) {

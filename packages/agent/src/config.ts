@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { checkZoneName } from '@lanes/spec';
+import { DEFAULT_PREFIX, NetworkManager } from '@lanes/network';
 
 export interface AgentConfig {
   readonly zone: string;
@@ -16,20 +17,22 @@ export interface AgentConfig {
   readonly address: string;
   /** @default 0 (a free port) */
   readonly port: number;
+  /** Prefix of environment networks' kernel objects; tests use `lanes-t`…. @default 'lanes-' */
+  readonly networkPrefix: string;
 }
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-const FLAGS = ['zone', 'api', 'token-file', 'state-dir', 'address', 'port'] as const;
+const FLAGS = ['zone', 'api', 'token-file', 'state-dir', 'address', 'port', 'network-prefix'] as const;
 type Flag = (typeof FLAGS)[number];
 
 function isFlag(name: string): name is Flag {
   return (FLAGS as readonly string[]).includes(name);
 }
 
-export const USAGE = 'usage: node main.js --zone Z --api URL --token-file PATH --state-dir DIR [--address 127.0.0.1] [--port 0]';
+export const USAGE = 'usage: node main.js --zone Z --api URL --token-file PATH --state-dir DIR [--address 127.0.0.1] [--port 0] [--network-prefix lanes-]';
 
 /** Parses argv (without node and the script); throws ConfigError with a one-line message. */
 export function parseConfig(argv: readonly string[]): AgentConfig {
@@ -84,7 +87,13 @@ export function parseConfig(argv: readonly string[]): AgentConfig {
   const portText = values.get('port') ?? '0';
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || port > 65_535) throw new ConfigError(`--port: ${JSON.stringify(portText)} should be an integer from 0 to 65535 (0 picks a free port)`);
-  return Object.freeze({ zone, api: api.toString().replace(/\/$/, ''), token, stateDir: path.resolve(need('state-dir')), address, port });
+  const networkPrefix = values.get('network-prefix') ?? DEFAULT_PREFIX;
+  try {
+    new NetworkManager({ prefix: networkPrefix }); // validates the prefix; runs nothing
+  } catch (err) {
+    throw new ConfigError(`--network-${err instanceof Error ? err.message : String(err)}`);
+  }
+  return Object.freeze({ zone, api: api.toString().replace(/\/$/, ''), token, stateDir: path.resolve(need('state-dir')), address, port, networkPrefix });
 }
 
 /** The few variables of the supervisor's own environment that instances inherit. */

@@ -22,8 +22,9 @@ function errText(err: unknown): string {
   return String(err);
 }
 
-/** One probe; never rejects. */
-export function probeOnce(address: string, port: number, kind: ProbeKind, timeoutMs: number): Promise<ProbeResult> {
+/** One probe; never rejects. `localAddress` binds the probe's source (an environment's supervisor link). */
+export function probeOnce(address: string, port: number, kind: ProbeKind, timeoutMs: number, localAddress?: string): Promise<ProbeResult> {
+  const bind = localAddress === undefined ? {} : { localAddress };
   return new Promise((resolve) => {
     const what = kind.kind === 'http' ? `GET ${kind.path}` : `TCP connect to port ${port}`;
     let abort: () => void = () => undefined;
@@ -39,7 +40,7 @@ export function probeOnce(address: string, port: number, kind: ProbeKind, timeou
       resolve(result);
     };
     if (kind.kind === 'http') {
-      const req = http.request({ host: address, port, path: kind.path, method: 'GET', agent: false, headers: { 'user-agent': 'lanes-agent-health' } }, (res) => {
+      const req = http.request({ host: address, port, ...bind, path: kind.path, method: 'GET', agent: false, headers: { 'user-agent': 'lanes-agent-health' } }, (res) => {
         const status = res.statusCode ?? 0;
         res.resume();
         req.destroy();
@@ -49,7 +50,7 @@ export function probeOnce(address: string, port: number, kind: ProbeKind, timeou
       req.on('error', (err) => finish({ ok: false, reason: `${what} failed: ${errText(err)}` }));
       req.end();
     } else {
-      const sock = net.connect({ host: address, port });
+      const sock = net.connect({ host: address, port, ...bind });
       abort = () => sock.destroy();
       sock.on('connect', () => {
         sock.destroy();
@@ -63,6 +64,8 @@ export function probeOnce(address: string, port: number, kind: ProbeKind, timeou
 export interface HealthProbeOptions {
   readonly address: string;
   readonly port: number;
+  /** Source address of the probes; unset: the kernel picks. */
+  readonly localAddress?: string;
   readonly kind: ProbeKind;
   readonly spec: Omit<HealthCheckSpec, 'path'>;
   /** The flag to start from: false for a fresh process, the last known value for an adopted one. */
@@ -102,7 +105,7 @@ export class HealthProbe {
   private async tick(): Promise<void> {
     this.timer = null;
     const { address, port, kind, spec } = this.opts;
-    const result = await probeOnce(address, port, kind, spec.timeoutMs);
+    const result = await probeOnce(address, port, kind, spec.timeoutMs, this.opts.localAddress);
     if (this.stopped) return;
     if (result.ok) {
       this.passes += 1;

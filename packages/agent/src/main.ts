@@ -4,7 +4,7 @@
  * control-plane client. SIGTERM/SIGINT leave instances running (the next start
  * re-adopts them); only `POST /v1/shutdown {"stopInstances":true}` stops them.
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { ControlPlaneClient, createPackageResolver } from './client.js';
@@ -21,11 +21,16 @@ function writeAtomically(file: string, text: string): void {
 
 async function run(config: AgentConfig): Promise<void> {
   const logger = pino({ base: { component: 'agent', zone: config.zone }, redact: ['token', '*.token', 'headers.authorization'] });
-  mkdirSync(config.stateDir, { recursive: true });
+  if (!existsSync(config.stateDir)) {
+    // Made searchable by others: unprivileged instances read their package below it (files inside stay 0600/0644).
+    mkdirSync(config.stateDir, { recursive: true });
+    chmodSync(config.stateDir, 0o755);
+  }
   const supervisor = new Supervisor({
     zone: config.zone,
     address: config.address,
     stateDir: config.stateDir,
+    networkPrefix: config.networkPrefix,
     logger,
     resolvePackage: createPackageResolver({ api: config.api, token: config.token, stateDir: config.stateDir, logger }),
   });

@@ -6,9 +6,9 @@
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { DesiredInstance } from '@lanes/spec';
+import type { DesiredInstance, EnvironmentNetwork, InstanceNetwork } from '@lanes/spec';
 import type { RestartHistory } from './policy.js';
-import { checkInstanceId, isRecord, parseDesiredList } from './validate.js';
+import { checkInstanceId, isRecord, parseDesiredList, parseInstanceNetwork, parseNetworkList } from './validate.js';
 
 export interface InstanceRecord {
   readonly id: string;
@@ -24,15 +24,19 @@ export interface InstanceRecord {
   readonly lastExitSignal: string | null;
   readonly message: string;
   readonly history: RestartHistory;
+  /** The instance's place in its environment's network, so its namespace can be removed even once it is no longer desired. */
+  readonly network: InstanceNetwork | null;
 }
 
 export interface SupervisorState {
   readonly version: 1;
   readonly desired: readonly DesiredInstance[];
   readonly instances: readonly InstanceRecord[];
+  /** The last environment networks, re-applied at start (static stability). */
+  readonly networks: readonly EnvironmentNetwork[];
 }
 
-export const EMPTY_STATE: SupervisorState = { version: 1, desired: [], instances: [] };
+export const EMPTY_STATE: SupervisorState = { version: 1, desired: [], instances: [], networks: [] };
 
 export function writeStateFile(file: string, state: SupervisorState): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
@@ -45,6 +49,15 @@ function numOrNull(v: unknown): number | null {
 }
 function strOrNull(v: unknown): string | null {
   return typeof v === 'string' ? v : null;
+}
+
+/** A part of the file that does not parse is dropped, not fatal (the control plane re-sends it). */
+function orNull<T>(fn: () => T): T | null {
+  try {
+    return fn();
+  } catch {
+    return null;
+  }
 }
 
 function parseRecord(value: unknown): InstanceRecord | null {
@@ -71,6 +84,7 @@ function parseRecord(value: unknown): InstanceRecord | null {
     lastExitSignal: strOrNull(value['lastExitSignal']),
     message: strOrNull(value['message']) ?? '',
     history: { backoffMs: numOrNull(h['backoffMs']) ?? 0, exitTimesMs: exitTimes },
+    network: orNull(() => parseInstanceNetwork('network', value['network'])),
   };
 }
 
@@ -90,5 +104,6 @@ export function readStateFile(file: string): SupervisorState {
   if (!isRecord(raw) || raw['version'] !== 1) throw new Error(`state file ${file}: unknown format (expected version 1)`);
   const desired = parseDesiredList('desired', raw['desired'] ?? []);
   const instances = Array.isArray(raw['instances']) ? raw['instances'].map(parseRecord).filter((r): r is InstanceRecord => r !== null) : [];
-  return { version: 1, desired, instances };
+  const networks = orNull(() => parseNetworkList('networks', raw['networks'])) ?? [];
+  return { version: 1, desired, instances, networks };
 }

@@ -5,6 +5,8 @@
  * supervisor re-adopts the instances that kept running while it was gone. Instances are
  * spawned detached in their own process group with output to files, so the supervisor's
  * death (even kill -9) does not take them down. Knows nothing of the control plane.
+ * An instance with a `network` runs inside its own network namespace (see network.ts),
+ * unprivileged, listening on its own address; without one it listens on `address`.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -12,18 +14,20 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { HEALTH_DEFAULTS } from '@lanes/spec';
-import type { DesiredInstance, InstanceState, ObservedInstance } from '@lanes/spec';
+import type { DesiredInstance, EnvironmentNetwork, InstanceState, ObservedInstance } from '@lanes/spec';
+import { execArgv } from '@lanes/network';
 import { pickBaseEnv } from './config.js';
 import { HealthProbe } from './health.js';
 import type { ProbeKind } from './health.js';
 import { rotateIfLarge } from './logs.js';
+import { InstanceNetworks, accessProblem, findTool } from './network.js';
 import { DEFAULT_RESTART_POLICY, decideRestart, initialHistory } from './policy.js';
 import type { RestartHistory, RestartPolicy } from './policy.js';
 import { findFreePort, isPortFree } from './ports.js';
 import { isSameLiveProcess, readProcStat } from './procfs.js';
 import { readStateFile, writeStateFile } from './state.js';
 import type { InstanceRecord, SupervisorState } from './state.js';
-import { parseDesiredList } from './validate.js';
+import { parseDesiredList, parseNetworkList } from './validate.js';
 
 export interface SupervisorOptions {
   readonly zone: string;
@@ -43,7 +47,18 @@ export interface SupervisorOptions {
   readonly baseEnv?: Readonly<Record<string, string>>;
   /** Extra wait for a process group to vanish after SIGKILL. @default 5000 */
   readonly killWaitMs?: number;
+  /** Prefix of the kernel objects of environment networks (tests use `lanes-t`…). @default 'lanes-' */
+  readonly networkPrefix?: string;
+  /**
+   * The user and group instances with a network run as (never root: root could leave its
+   * namespace or rewrite its firewall). Their package directory must be readable by it.
+   * @default { uid: 65534, gid: 65534 } (nobody)
+   */
+  readonly instanceUser?: { readonly uid: number; readonly gid: number };
 }
+
+/** The port an instance with a network gets when the control plane sends none: its address is its own. */
+export const DEFAULT_NETWORK_PORT = 8080;
 
 export interface InstanceLogFiles {
   readonly service: string;
@@ -113,10 +128,16 @@ export class Supervisor {
   private readonly baseEnv: Readonly<Record<string, string>>;
   private readonly log: Logger;
   private readonly slots = new Map<string, Slot>();
+  private readonly networks: InstanceNetworks;
+  private readonly instanceUser: { readonly uid: number; readonly gid: number };
+  /** Absolute paths of ip and setpriv, found once: an instance's PATH must not choose what runs as root. */
+  private tools: { ipPath: string; setprivPath: string } | null = null;
+  private networkList: readonly EnvironmentNetwork[] = [];
   private readonly listeners = new Set<ChangeListener>();
   private desired: readonly DesiredInstance[] = [];
   /** A list given before start(); applied once the state file has been recovered. */
   private pendingDesired: readonly DesiredInstance[] | null = null;
+  private pendingNetworks: readonly EnvironmentNetwork[] | null = null;
   private started = false;
   private closing = false;
 
@@ -131,6 +152,13 @@ export class Supervisor {
     this.killWaitMs = opts.killWaitMs ?? 5000;
     this.baseEnv = opts.baseEnv ?? pickBaseEnv();
     this.log = opts.logger;
+    this.instanceUser = opts.instanceUser ?? { uid: 65534, gid: 65534 };
+    this.networks = new InstanceNetworks({
+      zone: this.zone,
+      logger: this.log,
+      inUse: () => new Set([...this.slots.values()].flatMap((s) => (s.desired.network === null ? [] : [s.desired.network.envIndex]))),
+      ...(opts.networkPrefix === undefined ? {} : { prefix: opts.networkPrefix }),
+    });
   }
 
   /** Loads state.json, re-adopts instances still running, and restarts the ones that are gone. */
@@ -142,9 +170,12 @@ export class Supervisor {
       state = readStateFile(this.stateFile);
     } catch (err) {
       this.log.error({ err, stateFile: this.stateFile }, 'state file unreadable; starting empty');
-      state = { version: 1, desired: [], instances: [] };
+      state = { version: 1, desired: [], instances: [], networks: [] };
     }
     this.started = true;
+    // Queued before any instance's namespace: a restarting instance gets its security group at once.
+    this.networkList = state.networks;
+    if (state.networks.length > 0) void this.networks.setNetworks(state.networks);
     const records = new Map(state.instances.map((r) => [r.id, r]));
     this.desired = state.desired;
     for (const d of state.desired) {
@@ -157,7 +188,7 @@ export class Supervisor {
       if (this.slots.has(r.id) || r.pid === null || !isSameLiveProcess(r.pid, r.startTime)) continue;
       this.log.info({ instance: r.id, pid: r.pid }, 'stopping undesired instance left running');
       const placeholder: DesiredInstance = {
-        id: r.id, tenant: '', environment: '', service: '', release: '', argv: ['-'], env: {}, port: r.port, listens: false, health: null, stopGraceMs: 10_000,
+        id: r.id, tenant: '', environment: '', service: '', release: '', argv: ['-'], env: {}, port: r.port, listens: false, health: null, stopGraceMs: 10_000, network: r.network,
       };
       const slot = this.newSlot(placeholder, r);
       slot.wanted = false;
@@ -167,21 +198,32 @@ export class Supervisor {
     }
     if (this.pendingDesired !== null) {
       const pending = this.pendingDesired;
+      const nets = this.pendingNetworks ?? [];
       this.pendingDesired = null;
-      this.setDesired(pending);
+      this.pendingNetworks = null;
+      this.setDesired(pending, nets);
     }
     this.changed();
   }
 
-  /** The full list of instances this zone should run; anything else is stopped. */
-  setDesired(list: readonly DesiredInstance[]): void {
+  /**
+   * The full list of instances this zone should run (anything else is stopped), and the
+   * networks of the live environments (empty without isolation; any environment network
+   * this supervisor set up that is neither listed nor used by its instances is removed).
+   */
+  setDesired(list: readonly DesiredInstance[], networks: readonly EnvironmentNetwork[] = []): void {
     if (this.closing) return;
     const checked = parseDesiredList('instances', list);
+    const nets = parseNetworkList('networks', networks);
     if (!this.started) {
       this.pendingDesired = checked;
+      this.pendingNetworks = nets;
       return;
     }
     this.desired = checked;
+    this.networkList = nets;
+    // Queued before the new instances' namespaces, so they start with their groups known.
+    void this.networks.setNetworks(nets);
     const ids = new Set(checked.map((d) => d.id));
     for (const d of checked) {
       const slot = this.slots.get(d.id);
@@ -209,7 +251,7 @@ export class Supervisor {
       id: s.desired.id,
       state: s.state,
       pid: s.pid,
-      address: this.address,
+      address: s.desired.network?.address ?? this.address,
       port: s.port,
       healthy: s.healthy,
       restarts: s.restarts,
@@ -242,7 +284,11 @@ export class Supervisor {
     this.closing = true;
     if (stopInstances) {
       await Promise.all([...this.slots.values()].map((s) => this.stopSlot(s, false)));
+      // Stopped instances hold nothing: their namespaces go (a next start makes them anew).
+      await Promise.all([...this.slots.values()].flatMap((s) => (s.desired.network === null ? [] : [this.networks.removeInstance(s.desired.id, s.desired.network)])));
     }
+    this.networks.close();
+    await this.networks.idle();
     for (const slot of this.slots.values()) {
       this.clearTimers(slot);
       slot.generation += 1;
@@ -335,12 +381,20 @@ export class Supervisor {
     slot.everHealthy = false;
     let cwd: string;
     let port: number;
+    let netns: string | null = null;
     try {
       cwd = await this.opts.resolvePackage(d.release);
       if (slot.generation !== gen) return;
       port = await this.choosePort(slot);
       if (slot.generation !== gen) return;
       slot.port = port;
+      if (d.network !== null) {
+        const { uid, gid } = this.instanceUser;
+        const problem = accessProblem(cwd, uid, gid);
+        if (problem !== null) throw new Error(`package directory ${cwd} is not readable by uid ${uid}: ${problem}`);
+        netns = (await this.networks.addInstance({ ...d, network: d.network })).netns;
+        if (slot.generation !== gen) return;
+      }
     } catch (err) {
       if (slot.generation !== gen) return;
       const reason = err instanceof Error ? err.message : String(err);
@@ -359,7 +413,7 @@ export class Supervisor {
       ...this.baseEnv,
       ...d.env,
       PORT: String(port),
-      HOST: this.address,
+      HOST: d.network?.address ?? this.address,
       LANES_TENANT: d.tenant,
       LANES_ENV: d.environment,
       LANES_SERVICE: d.service,
@@ -367,7 +421,7 @@ export class Supervisor {
       LANES_ZONE: this.zone,
       LANES_RELEASE: d.release,
     };
-    const [file, ...args] = d.argv;
+    const [file, ...args] = netns === null ? d.argv : this.namespacedArgv(netns, d.argv);
     if (file === undefined) return; // parseDesiredList guarantees a program
     const outFd = openSync(outFile, 'a', 0o600);
     const errFd = openSync(errFile, 'a', 0o600);
@@ -408,8 +462,16 @@ export class Supervisor {
     this.changed();
   }
 
+  /** `ip netns exec NS setpriv … argv`: the program runs in place (same pid), unprivileged. */
+  private namespacedArgv(netns: string, argv: readonly string[]): string[] {
+    this.tools ??= { ipPath: findTool('ip'), setprivPath: findTool('setpriv') };
+    return execArgv(netns, argv, { ...this.instanceUser, ...this.tools });
+  }
+
   private async choosePort(slot: Slot): Promise<number> {
     if (slot.desired.port !== null) return slot.desired.port;
+    // The instance has its own address in its own namespace: every port there is free.
+    if (slot.desired.network !== null) return DEFAULT_NETWORK_PORT;
     // Keep the port across restarts so routes stay valid; only a taken port is replaced.
     // Checked after each await: another instance of ours may have been given a port meanwhile.
     const taken = (port: number): boolean => [...this.slots.values()].some((s) => s !== slot && s.port === port);
@@ -451,8 +513,12 @@ export class Supervisor {
       }, NO_CHECK_READY_MS);
       return;
     }
+    // In an environment network the instance's firewall admits probes only from the supervisor link.
+    const network = d.network;
+    const localAddress = network === null ? null : this.networks.plan(network).supervisorAddress;
     slot.probe = new HealthProbe({
-      address: this.address,
+      address: network?.address ?? this.address,
+      ...(localAddress === null ? {} : { localAddress }),
       port: slot.port,
       kind,
       spec: d.health ?? HEALTH_DEFAULTS,
@@ -569,6 +635,9 @@ export class Supervisor {
         void this.launch(slot);
       } else if (remove && !slot.wanted) {
         this.slots.delete(slot.desired.id);
+        // Gone for good: its namespace goes too (never rejects; failures are retried).
+        const network = slot.desired.network;
+        if (network !== null) void this.networks.removeInstance(slot.desired.id, network);
       }
       this.changed();
     });
@@ -614,9 +683,10 @@ export class Supervisor {
       lastExitSignal: s.lastExitSignal,
       message: s.message,
       history: s.history,
+      network: s.desired.network,
     }));
     try {
-      writeStateFile(this.stateFile, { version: 1, desired: this.desired, instances });
+      writeStateFile(this.stateFile, { version: 1, desired: this.desired, instances, networks: this.networkList });
     } catch (err) {
       this.log.error({ err, stateFile: this.stateFile }, 'state file write failed');
     }

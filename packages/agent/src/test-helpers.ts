@@ -60,6 +60,7 @@ export function desired(id: string, app: 'server.mjs' | 'crash.mjs' | 'stubborn.
     listens: app === 'server.mjs',
     health: app === 'server.mjs' ? FAST_HEALTH : null,
     stopGraceMs: 2000,
+    network: null,
     ...extra,
   };
 }

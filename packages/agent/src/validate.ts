@@ -3,8 +3,10 @@
  * state.json): every value that becomes a path, an argv or an environment variable is
  * checked here first. Errors are one line and name the field.
  */
-import { InputError } from '@lanes/spec';
-import type { DesiredInstance, HealthCheckSpec } from '@lanes/spec';
+import { InputError, checkName, checkZoneName } from '@lanes/spec';
+import type { DesiredInstance, EnvironmentNetwork, HealthCheckSpec, InstanceNetwork, NetworkRef, ServiceGroup } from '@lanes/spec';
+import { type EnvironmentPlan, checkEgress, checkSecurityGroups, planEnvironment, zoneOfAddress } from '@lanes/network';
+import { toEgressRules, toSecurityGroupRules } from './network.js';
 
 /** Instance ids become directory names: no '/', no leading '.', bounded length. */
 const INSTANCE_ID_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
@@ -54,6 +56,106 @@ function health(field: string, value: unknown): HealthCheckSpec | null {
   };
 }
 
+const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const CIDR_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\/(3[0-2]|[12]?\d)$/;
+
+function ipv4(field: string, value: unknown): string {
+  if (typeof value !== 'string' || !IPV4_RE.test(value)) throw new InputError(`${field}: ${describe(value)} is not an IPv4 address; use e.g. 10.88.1.5`, field);
+  return value;
+}
+
+function cidr(field: string, value: unknown): string {
+  if (typeof value !== 'string' || !CIDR_RE.test(value)) throw new InputError(`${field}: ${describe(value)} is not an IPv4 CIDR; use e.g. 10.88.0.0/16`, field);
+  return value;
+}
+
+function list(field: string, value: unknown, maxItems: number): unknown[] {
+  if (!Array.isArray(value) || value.length > maxItems) throw new InputError(`${field}: ${describe(value)} should be an array of at most ${maxItems} entries`, field);
+  return value;
+}
+
+/** Runs a check of @lanes/network and puts `field` in front of its message. */
+function within<T>(field: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new InputError(`${field}: ${message}`, field);
+  }
+}
+
+/** The plan inputs: envIndex, cidr and zones, checked by computing the plan itself. */
+function networkRef(field: string, value: Record<string, unknown>): { ref: NetworkRef; plan: EnvironmentPlan } {
+  const envIndex = int(`${field}.envIndex`, value['envIndex'], 1, 254);
+  const platform = cidr(`${field}.cidr`, value['cidr']);
+  const zones = list(`${field}.zones`, value['zones'], 4).map((z, i) => checkZoneName(`${field}.zones[${i}]`, z));
+  const plan = within(field, () => planEnvironment(platform, envIndex, zones));
+  return { ref: { envIndex, cidr: platform, zones }, plan };
+}
+
+/** An instance's place in its environment's network; null (or absent, as in older state files) is loopback. */
+export function parseInstanceNetwork(field: string, value: unknown): InstanceNetwork | null {
+  if (value === null || value === undefined) return null;
+  if (!isRecord(value)) throw new InputError(`${field}: ${describe(value)} should be an object or null`, field);
+  const { ref, plan } = networkRef(field, value);
+  const address = ipv4(`${field}.address`, value['address']);
+  if (zoneOfAddress(plan, address) === null) {
+    throw new InputError(`${field}.address: ${address} is not an instance address of environment ${ref.envIndex} (${plan.subnet}, zone ranges ${plan.zones.map((z) => `${z.first}-${z.last}`).join(', ')})`, `${field}.address`);
+  }
+  return { ...ref, address };
+}
+
+function serviceGroup(field: string, value: unknown): ServiceGroup {
+  if (!isRecord(value)) throw new InputError(`${field}: ${describe(value)} should be an object`, field);
+  const service = checkName(`${field}.service`, value['service']);
+  const addresses = list(`${field}.addresses`, value['addresses'], 256).map((a, i) => ipv4(`${field}.addresses[${i}]`, a));
+  const portsRaw = value['ports'];
+  const ports = portsRaw === null ? null : list(`${field}.ports`, portsRaw, 64).map((p, i) => int(`${field}.ports[${i}]`, p, 1, 65_535));
+  const fromRaw = value['allowFrom'];
+  const allowFrom = fromRaw === null ? null : list(`${field}.allowFrom`, fromRaw, 256).map((n, i) => checkName(`${field}.allowFrom[${i}]`, n));
+  const http = value['http'];
+  if (typeof http !== 'boolean') throw new InputError(`${field}.http: ${describe(http)} should be true or false`, `${field}.http`);
+  return { service, addresses, ports, allowFrom, http };
+}
+
+function environmentNetwork(field: string, value: unknown): EnvironmentNetwork {
+  if (!isRecord(value)) throw new InputError(`${field}: ${describe(value)} should be an object`, field);
+  const { ref, plan } = networkRef(field, value);
+  const egressRaw = value['egress'];
+  const egress = egressRaw === null
+    ? null
+    : list(`${field}.egress`, egressRaw, 256).map((e, i) => {
+        const f = `${field}.egress[${i}]`;
+        if (!isRecord(e)) throw new InputError(`${f}: ${describe(e)} should be an object`, f);
+        return { cidr: cidr(`${f}.cidr`, e['cidr']), port: e['port'] === null ? null : int(`${f}.port`, e['port'], 1, 65_535) };
+      });
+  const groups = list(`${field}.groups`, value['groups'], 256).map((g, i) => serviceGroup(`${field}.groups[${i}]`, g));
+  const net: EnvironmentNetwork = {
+    ...ref,
+    tenant: str(`${field}.tenant`, value['tenant']),
+    environment: str(`${field}.environment`, value['environment']),
+    egress,
+    groups,
+  };
+  // The network package's own checks: addresses inside the subnet, no address in two
+  // groups, allowFrom naming known services, egress outside the platform network.
+  within(field, () => checkSecurityGroups(plan, toSecurityGroupRules(net.groups)));
+  within(field, () => checkEgress(plan, toEgressRules(net.egress)));
+  return net;
+}
+
+/** Checks the `networks` of a desired message; absent (an older control plane) is none. */
+export function parseNetworkList(field: string, value: unknown): EnvironmentNetwork[] {
+  if (value === undefined) return [];
+  const nets = list(field, value, 254).map((n, i) => environmentNetwork(`${field}[${i}]`, n));
+  const seen = new Set<number>();
+  for (const [i, n] of nets.entries()) {
+    if (seen.has(n.envIndex)) throw new InputError(`${field}[${i}].envIndex: ${n.envIndex} appears twice`, `${field}[${i}].envIndex`);
+    seen.add(n.envIndex);
+  }
+  return nets;
+}
+
 /** Checks one desired instance; `field` is its path in the message, e.g. `instances[3]`. */
 export function parseDesiredInstance(field: string, value: unknown): DesiredInstance {
   if (!isRecord(value)) throw new InputError(`${field}: ${describe(value)} should be an object`, field);
@@ -91,6 +193,7 @@ export function parseDesiredInstance(field: string, value: unknown): DesiredInst
     listens,
     health: health(`${field}.health`, value['health'] ?? null),
     stopGraceMs: int(`${field}.stopGraceMs`, value['stopGraceMs'], 0, 3_600_000),
+    network: parseInstanceNetwork(`${field}.network`, value['network']),
   };
 }
 
@@ -102,6 +205,15 @@ export function parseDesiredList(field: string, value: unknown): DesiredInstance
   for (const [i, d] of list.entries()) {
     if (seen.has(d.id)) throw new InputError(`${field}[${i}].id: ${describe(d.id)} appears twice`, `${field}[${i}].id`);
     seen.add(d.id);
+  }
+  // Two instances of one environment on one address would each take the other's traffic.
+  const addresses = new Map<string, string>();
+  for (const [i, d] of list.entries()) {
+    if (d.network === null) continue;
+    const key = `${d.network.cidr}#${d.network.envIndex}#${d.network.address}`;
+    const other = addresses.get(key);
+    if (other !== undefined) throw new InputError(`${field}[${i}].network.address: ${d.network.address} is also the address of instance ${other}`, `${field}[${i}].network.address`);
+    addresses.set(key, d.id);
   }
   return list;
 }

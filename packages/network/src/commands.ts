@@ -90,6 +90,20 @@ export interface ExecOptions {
   readonly uid?: number;
   /** @default the uid */
   readonly gid?: number;
+  /**
+   * Absolute paths of `ip` and `setpriv`. Give them when the child's environment (its PATH)
+   * is not the caller's: both run as root and are looked up through that PATH otherwise.
+   * @default 'ip' and 'setpriv' (looked up through PATH)
+   */
+  readonly ipPath?: string;
+  readonly setprivPath?: string;
+}
+
+function checkToolPath(field: string, value: string): string {
+  if (!/^(\/[A-Za-z0-9._-]+)+$|^[a-z]+$/.test(value) || value.includes('/../') || value.includes('/./')) {
+    throw new InputError(`${field}: ${JSON.stringify(value)} is not an absolute program path or a plain program name`, field);
+  }
+  return value;
 }
 
 /**
@@ -106,9 +120,9 @@ export function execArgv(netns: string, command: readonly string[], opts: ExecOp
     for (const [field, v] of [['uid', opts.uid], ['gid', gid]] as const) {
       if (!Number.isInteger(v) || v < 0 || v > 2 ** 31) throw new InputError(`${field}: ${JSON.stringify(v)} is not a user/group id`, field);
     }
-    drop.push('setpriv', `--reuid=${opts.uid}`, `--regid=${gid}`, '--clear-groups', '--');
+    drop.push(checkToolPath('setprivPath', opts.setprivPath ?? 'setpriv'), `--reuid=${opts.uid}`, `--regid=${gid}`, '--clear-groups', '--');
   }
-  return ['ip', 'netns', 'exec', netns, ...drop, ...command];
+  return [checkToolPath('ipPath', opts.ipPath ?? 'ip'), 'netns', 'exec', netns, ...drop, ...command];
 }
 
 /** A kernel command failed; the message is one line naming the command. */

@@ -13,7 +13,7 @@ export {
   zoneOfAddress,
 } from './plan.js';
 export type { EnvironmentPlan, InstanceNames, PlanOptions, ZonePlan } from './plan.js';
-export { CLOSED_POLICY, checkSecurityGroups, ingressPolicy } from './rules.js';
+export { CLOSED_POLICY, checkEgress, checkSecurityGroups, ingressPolicy } from './rules.js';
 export type { EgressRule, IngressPolicy, SecurityGroupRule } from './rules.js';
 export { CommandError, argv, execArgv, runCommand } from './commands.js';
 export type { Argv, ExecOptions, RunOptions, Runner } from './commands.js';

@@ -278,16 +278,19 @@ export class NetworkManager {
    * Sets the security groups of one environment (every service, with its instances'
    * addresses) and rewrites each instance's table where it changed. Call it whenever the
    * environment's instances change: a new address must enter its peers' allowed sets.
+   * With `zone`, only that zone's instances are rewritten (each zone supervisor owns its
+   * own instances' tables); the rules are remembered for the whole environment either way.
    */
-  setSecurityGroups(plan: EnvironmentPlan, rules: readonly SecurityGroupRule[]): Promise<void> {
+  setSecurityGroups(plan: EnvironmentPlan, rules: readonly SecurityGroupRule[], opts: { zone?: string } = {}): Promise<void> {
     this.#checkPlan(plan);
     checkSecurityGroups(plan, rules);
+    if (opts.zone !== undefined) checkZoneName('zone', opts.zone);
     const frozen = Object.freeze(rules.map((r) => Object.freeze({ ...r })));
     return this.#serial(async () => {
       this.#groups.set(plan.index, frozen);
       const owner = new Map<string, string>();
       for (const r of frozen) for (const a of r.addresses) owner.set(a, r.service);
-      const instances = (await this.#instances()).filter((i) => i.environment === plan.index);
+      const instances = (await this.#instances()).filter((i) => i.environment === plan.index && (opts.zone === undefined || i.zone === opts.zone));
       for (const inst of instances) {
         const service = owner.get(inst.address);
         const policy = ingressPolicy(service === undefined ? [] : frozen, service ?? '');

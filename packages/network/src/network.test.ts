@@ -75,6 +75,7 @@ describe('network isolation on real namespaces', { skip }, () => {
   let B: EnvironmentPlan;
   const ns: Record<string, string> = {};
   const addr: Record<string, string> = {};
+  let rulesA: SecurityGroupRule[] = [];
   let hostServer: net.Server | null = null;
   let hostPort = 0;
 
@@ -100,7 +101,8 @@ describe('network isolation on real namespaces', { skip }, () => {
     const rule = (service: string, ids: string[], allowFrom: string[] | null, http: boolean): SecurityGroupRule => ({
       service, addresses: ids.map((i) => addr[i] ?? ''), ports: [PORT], allowFrom, http,
     });
-    await manager.setSecurityGroups(A, [rule('web', ['web-a', 'web-b'], null, true), { ...rule('api', ['api-a'], ['web'], false), addresses: [addr['api-a'] ?? '', STALE] }, rule('db', ['db-b'], ['api'], false)]);
+    rulesA = [rule('web', ['web-a', 'web-b'], null, true), { ...rule('api', ['api-a'], ['web'], false), addresses: [addr['api-a'] ?? '', STALE] }, rule('db', ['db-b'], ['api'], false)];
+    await manager.setSecurityGroups(A, rulesA);
     await manager.setSecurityGroups(B, [rule('web', ['web-x'], null, true)]);
     for (const id of Object.keys(ns)) await listen(ns[id] ?? '', PORT);
     // A service of the host (think: control plane API) listening on every host address.
@@ -138,6 +140,20 @@ describe('network isolation on real namespaces', { skip }, () => {
   test('web is refused by db, which allows only api; api reaches db', async () => {
     assert.equal(await connectFrom(ns['web-a'] ?? '', addr['db-b'] ?? '', PORT), 'ECONNREFUSED');
     assert.equal(await connectFrom(ns['api-a'] ?? '', addr['db-b'] ?? '', PORT), `connected ${addr['api-a']}`);
+  });
+
+  test('setSecurityGroups with a zone rewrites only the tables of that zone\'s instances', async () => {
+    // db-b lives in zone b: opening db to everyone for zone a only leaves its table as it was.
+    const open = rulesA.map((r) => (r.service === 'db' ? { ...r, allowFrom: null } : r));
+    try {
+      await manager.setSecurityGroups(A, open, { zone: 'a' });
+      assert.equal(await connectFrom(ns['web-a'] ?? '', addr['db-b'] ?? '', PORT), 'ECONNREFUSED');
+      await manager.setSecurityGroups(A, open, { zone: 'b' });
+      assert.equal(await connectFrom(ns['web-a'] ?? '', addr['db-b'] ?? '', PORT), `connected ${addr['web-a']}`);
+    } finally {
+      await manager.setSecurityGroups(A, rulesA);
+    }
+    assert.equal(await connectFrom(ns['web-a'] ?? '', addr['db-b'] ?? '', PORT), 'ECONNREFUSED');
   });
 
   test('a spoofed source address does not pass the security group', async () => {

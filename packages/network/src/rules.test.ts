@@ -107,6 +107,10 @@ test('argv builders produce exact argv arrays', () => {
   assert.deepEqual(argv.nftApply('lanes-3-web-1'), ['ip', 'netns', 'exec', 'lanes-3-web-1', 'nft', '-f', '-']);
   assert.deepEqual(execArgv('lanes-3-web-1', ['node', 'server.js']), ['ip', 'netns', 'exec', 'lanes-3-web-1', 'node', 'server.js']);
   assert.deepEqual(execArgv('lanes-3-web-1', ['node'], { uid: 1000 }), ['ip', 'netns', 'exec', 'lanes-3-web-1', 'setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', '--', 'node']);
+  assert.deepEqual(
+    execArgv('lanes-3-web-1', ['node'], { uid: 65534, ipPath: '/usr/sbin/ip', setprivPath: '/usr/bin/setpriv' }),
+    ['/usr/sbin/ip', 'netns', 'exec', 'lanes-3-web-1', '/usr/bin/setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--', 'node'],
+  );
 });
 
 test('injection: names with spaces, ;, $(), backticks, quotes or newlines never reach argv', () => {
@@ -123,6 +127,10 @@ test('injection: names with spaces, ;, $(), backticks, quotes or newlines never 
   assert.throws(() => argv.nsConfigure('lanes-3-web', '10.88.3.2/24', '10.88.3.1\nlink del eth0'), /via/);
   assert.throws(() => execArgv('lanes-3-web', ['x'], { uid: -1 }), /uid/);
   assert.throws(() => execArgv('lanes-3-web', []), /argv: empty/);
+  for (const tool of ['ip; reboot', 'usr/sbin/ip', '/usr/../tmp/ip', '-ip', '/usr/sbin/ip\n', '']) {
+    assert.throws(() => execArgv('lanes-3-web', ['x'], { ipPath: tool }), /ipPath/, JSON.stringify(tool));
+    assert.throws(() => execArgv('lanes-3-web', ['x'], { uid: 1, setprivPath: tool }), /setprivPath/, JSON.stringify(tool));
+  }
 });
 
 test('a failing command becomes one line naming the command and its stderr', async () => {
