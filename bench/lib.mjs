@@ -30,12 +30,12 @@ export function run(env, args, timeoutMs = 180_000) {
   });
 }
 
-export async function bootPlatform(zones = 'a,b,c') {
+export async function bootPlatform(zones = 'a,b,c', isolation = 'none') {
   const home = mkdtempSync(path.join(os.tmpdir(), 'lanes-bench-'));
   const apiPort = await freePort();
   const httpPort = await freePort();
   const env = { ...process.env, LANES_HOME: home };
-  await run(env, ['up', '--detach', '--api-port', String(apiPort), '--http-port', String(httpPort), '--zones', zones]);
+  await run(env, ['up', '--detach', '--api-port', String(apiPort), '--http-port', String(httpPort), '--zones', zones, '--isolation', isolation]);
   const token = readFileSync(path.join(home, 'admin.token'), 'utf8').trim();
   return {
     home, env, apiPort, httpPort, token,

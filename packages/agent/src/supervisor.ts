@@ -342,8 +342,11 @@ export class Supervisor {
       return;
     }
     if (r !== undefined && r.pid !== null) {
-      this.log.info({ instance: slot.desired.id, pid: r.pid }, 'recorded instance is gone');
-      this.handleGone(slot, slot.generation, null, null, `not running after supervisor restart (pid ${r.pid} gone or reused)`);
+      // Gone while no supervisor watched (a host reboot, `lanes down`, a kill of everything):
+      // start it again at once; its crash history is not evidence of a crash loop.
+      this.log.info({ instance: slot.desired.id, pid: r.pid }, 'recorded instance is gone; starting it again');
+      slot.message = `not running after supervisor restart (pid ${r.pid} gone or reused); started again`;
+      void this.launch(slot);
       return;
     }
     void this.launch(slot);

@@ -62,7 +62,7 @@ test('environment networks are parsed strictly', () => {
     [[{ ...ENV_NET, groups: [{ ...ENV_NET.groups[0], ports: [0] }] }], /networks\[0\]\.groups\[0\]\.ports\[0\]/],
     [[{ ...ENV_NET, groups: [{ ...ENV_NET.groups[0], http: 'yes' }] }], /networks\[0\]\.groups\[0\]\.http/],
     [[{ ...ENV_NET, groups: [{ ...ENV_NET.groups[0], service: 'Web;' }] }], /networks\[0\]\.groups\[0\]\.service/],
-    [[{ ...ENV_NET, egress: [{ cidr: '10.88.9.0/24', port: null }] }], /networks\[0\]: egress\[0\]\.cidr: 10\.88\.9\.0\/24 overlaps the platform network/],
+    [[{ ...ENV_NET, egress: [{ cidr: '10.88.9.0/33', port: null }] }], /networks\[0\]\.egress\[0\]\.cidr: "10\.88\.9\.0\/33" is not an IPv4 CIDR/],
     [[{ ...ENV_NET, egress: [{ cidr: '0.0.0.0/0', port: 70000 }] }], /networks\[0\]\.egress\[0\]\.port/],
     [[{ ...ENV_NET, egress: 'any' }], /networks\[0\]\.egress/],
     [[{ ...ENV_NET, tenant: '' }], /networks\[0\]\.tenant/],

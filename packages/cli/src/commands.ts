@@ -7,7 +7,7 @@ import { checkName, parseEnvRef } from '@lanes/spec';
 import { connect, type ApiClient } from './api.js';
 import { expectPositionals, parseCommandArgs, parseIntArg, parseTimeoutMs } from './args.js';
 import { CliError, UsageError } from './errors.js';
-import { EVENT_HEADER, renderEnvironments, renderEvent, renderLogLine, renderReleases, renderStatus, renderTenants, shortId } from './format.js';
+import { EVENT_HEADER, renderEgress, renderEnvironments, renderEvent, renderLogLine, renderReleases, renderStatus, renderTenants, shortId } from './format.js';
 import { printUsage, usageOf } from './help.js';
 import type { CliConfig } from './home.js';
 import type { Io } from './io.js';
@@ -63,14 +63,14 @@ export async function tenantCommand(ctx: CommandContext, argv: readonly string[]
   return 0;
 }
 
-/** `lanes env create|list|delete` */
+/** `lanes env create|list|delete|egress` */
 export async function envCommand(ctx: CommandContext, argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === undefined || sub === '--help' || sub === '-h') return printUsage(ctx.io, 'env');
   const name = `env ${sub}`;
   switch (sub) {
     case 'create': {
-      const args = parseCommandArgs(name, rest, { lane: { type: 'string' } });
+      const args = parseCommandArgs(name, rest, { lane: { type: 'string' }, egress: { type: 'string' } });
       if (args.help) return printUsage(ctx.io, name);
       expectPositionals(name, args.positionals, 1, 1, usageOf(name));
       const ref = parseEnvRef(args.positionals[0] ?? '');
@@ -78,10 +78,30 @@ export async function envCommand(ctx: CommandContext, argv: readonly string[]): 
       if (lane !== undefined && lane !== 'single' && lane !== 'double') {
         throw new UsageError(`--lane: ${JSON.stringify(lane)} is not a lane; use single or double`);
       }
+      const egress = args.values.egress === undefined ? undefined : parseEgressList('--egress', args.values.egress);
       const { api } = await connect(ctx.config);
-      const body = lane === undefined ? { name: ref.environment } : { name: ref.environment, lane };
+      const body = { name: ref.environment, ...(lane === undefined ? {} : { lane }), ...(egress === undefined ? {} : { egress }) };
       const env = decodeEnvironment((await api.request('POST', `${tenantPath(ref.tenant)}/environments`, { json: body })).body);
-      ctx.io.line(`created environment ${env.tenant}/${env.name} (lane ${env.lane})${env.url ? ` at ${env.url}` : ''}`);
+      const network = env.network === null ? '' : `, network ${env.network.subnet}`;
+      ctx.io.line(`created environment ${env.tenant}/${env.name} (lane ${env.lane}${network})${env.url ? ` at ${env.url}` : ''}`);
+      if (env.network !== null && egress !== undefined) ctx.io.line(`egress allowed only to ${renderEgress(env.network.egress)}`);
+      if (env.network === null && egress !== undefined) ctx.io.line('note: the platform runs without isolation (none), so the egress list is recorded but not enforced');
+      return 0;
+    }
+    case 'egress': {
+      const args = parseCommandArgs(name, rest, { allow: { type: 'string' }, any: { type: 'boolean' } });
+      if (args.help) return printUsage(ctx.io, name);
+      expectPositionals(name, args.positionals, 1, 1, usageOf(name));
+      const ref = parseEnvRef(args.positionals[0] ?? '');
+      if ((args.values.allow === undefined) === (args.values.any !== true)) {
+        throw new UsageError(`${name}: give either --allow CIDR[:PORT],... or --any; usage: ${usageOf(name)}`);
+      }
+      const allow = args.values.allow === undefined ? null : parseEgressList('--allow', args.values.allow);
+      const { api } = await connect(ctx.config);
+      const env = decodeEnvironment((await api.request('PUT', `${envPath(ref.tenant, ref.environment)}/egress`, { json: { allow } })).body);
+      const rule = allow === null ? 'any destination outside the platform' : `only ${renderEgress(env.network?.egress ?? allow.map(parseEgressEntry))}`;
+      ctx.io.line(`egress of ${ref.tenant}/${ref.environment}: ${rule}`);
+      if (env.network === null) ctx.io.line('note: the platform runs without isolation (none), so the egress list is recorded but not enforced');
       return 0;
     }
     case 'list': {
@@ -112,8 +132,34 @@ export async function envCommand(ctx: CommandContext, argv: readonly string[]): 
       return 0;
     }
     default:
-      throw new UsageError(`env: unknown subcommand ${JSON.stringify(sub)}; use create, list or delete`);
+      throw new UsageError(`env: unknown subcommand ${JSON.stringify(sub)}; use create, list, delete or egress`);
   }
+}
+
+const EGRESS_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})(?::(\d{1,5}))?$/;
+
+/** One `CIDR[:PORT]` entry, e.g. `0.0.0.0/0:443`; a usage error when it is not one. */
+function parseEgressEntry(entry: string): { cidr: string; port: number | null } {
+  const m = EGRESS_RE.exec(entry);
+  if (!m || m.slice(1, 5).some((o) => Number(o) > 255) || Number(m[5]) > 32 || (m[6] !== undefined && (Number(m[6]) < 1 || Number(m[6]) > 65535))) {
+    throw new UsageError(`egress: ${JSON.stringify(entry)} is not CIDR[:PORT]; use e.g. 192.0.2.0/24 or 198.51.100.7/32:443`);
+  }
+  const cidr = entry.split(':')[0] ?? entry;
+  return { cidr, port: m[6] === undefined ? null : Number(m[6]) };
+}
+
+/** `--egress`/`--allow`: a comma-separated list of `CIDR[:PORT]` entries, checked locally. */
+export function parseEgressList(flag: string, value: string): string[] {
+  const entries = value.split(',').map((e) => e.trim()).filter((e) => e !== '');
+  if (entries.length === 0) throw new UsageError(`${flag}: give at least one CIDR[:PORT], e.g. 198.51.100.7/32:443`);
+  for (const e of entries) {
+    try {
+      parseEgressEntry(e);
+    } catch (err) {
+      throw new UsageError(`${flag}: ${err instanceof Error ? err.message.replace(/^egress: /, '') : String(err)}`);
+    }
+  }
+  return entries;
 }
 
 async function waitUntilGone(api: ApiClient, io: Io, tenant: string, environment: string, timeoutMs: number): Promise<void> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { renderEvent, renderLogLine, renderReleases, renderStatus, rolloutProgress, table } from './format.js';
-import { decodeEnvironmentStatus, decodeRelease } from './model.js';
+import { renderEgress, renderEvent, renderLogLine, renderReleases, renderStatus, renderZones, rolloutProgress, table } from './format.js';
+import { decodeEnvironmentStatus, decodeRelease, decodeZone } from './model.js';
 
 const RELEASE_ID = 'a1b2c3d4e5f6' + '0'.repeat(52);
 
@@ -95,4 +95,52 @@ test('an answer missing a field the CLI relies on is reported with its path', ()
   assert.throws(() => decodeEnvironmentStatus({ tenant: 'acme', name: 'prod', instances: [{ id: 'x' }] }), {
     message: 'unexpected answer from the control plane: environment.instances[0].state should be a string',
   });
+});
+
+test('status of an environment with a private network shows its isolation, subnet, egress address and egress', () => {
+  const isolated = decodeEnvironmentStatus({
+    tenant: 'acme',
+    name: 'prod',
+    lane: 'single',
+    phase: 'active',
+    url: 'http://prod.acme.lanes.localhost:8080/',
+    release: null,
+    isolation: 'netns',
+    network: { subnet: '10.88.3.0/24', egressAddress: '10.88.255.3', egress: [{ cidr: '0.0.0.0/0', port: 443 }, { cidr: '10.1.0.0/16', port: null }] },
+    services: [],
+    instances: [],
+  });
+  assert.deepEqual(renderStatus(isolated, null).slice(0, 7), [
+    'environment     acme/prod (lane single, active)',
+    'url             http://prod.acme.lanes.localhost:8080/',
+    'release         none',
+    'isolation       netns',
+    'network         10.88.3.0/24',
+    'egress address  10.88.255.3',
+    'egress          0.0.0.0/0:443, 10.1.0.0/16',
+  ]);
+  const shared = decodeEnvironmentStatus({ tenant: 'acme', name: 'dev', release: null, isolation: 'none', network: null });
+  assert.deepEqual(renderStatus(shared, null).slice(0, 4), ['environment  acme/dev (lane , )', 'url          -', 'release      none', 'isolation    none']);
+});
+
+test('egress renders as any, nothing, or the list', () => {
+  assert.equal(renderEgress(null), 'any destination outside the platform');
+  assert.equal(renderEgress([]), 'nothing');
+  assert.equal(renderEgress([{ cidr: '192.0.2.0/24', port: 53 }]), '192.0.2.0/24:53');
+});
+
+test('zone list shows each zone with its state, address and when it last reported', () => {
+  const now = new Date('2025-01-01T00:10:00.000Z');
+  const zones = [
+    { name: 'a', state: 'ready', address: '127.0.0.1', lastSeenAt: '2025-01-01T00:09:59.000Z' },
+    { name: 'b', state: 'down', address: '127.0.0.1', lastSeenAt: '2025-01-01T00:05:00.000Z' },
+    { name: 'c', state: 'unavailable', address: null, lastSeenAt: null },
+  ].map((z) => decodeZone(z));
+  assert.deepEqual(renderZones(zones, now), [
+    'ZONE  STATE        ADDRESS    LAST SEEN',
+    'a     ready        127.0.0.1  1s ago',
+    'b     down         127.0.0.1  5m ago',
+    'c     unavailable  -          never',
+  ]);
+  assert.deepEqual(renderZones([], now), ['no zones']);
 });

@@ -3,7 +3,7 @@
  * log and event lines. No I/O, so every format is unit-tested.
  */
 import type { LogLine } from '@lanes/spec';
-import type { EnvironmentStatus, Environment, LanesEvent, Release, Tenant } from './model.js';
+import type { EnvironmentNetwork, EnvironmentStatus, Environment, LanesEvent, Release, Tenant, Zone } from './model.js';
 
 /** Columns separated by two spaces, each as wide as its widest cell; no trailing spaces. */
 export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string[] {
@@ -64,6 +64,7 @@ export function renderStatus(status: EnvironmentStatus, release: Release | null)
     head.push(['rollout', `${status.rollout.state}${status.rollout.message ? `: ${status.rollout.message}` : ''}`]);
   }
   if (ready) head.push(['ready', `${ready.status === 'True' ? 'yes' : 'no'}${ready.message ? ` (${ready.message})` : ready.reason ? ` (${ready.reason})` : ''}`]);
+  head.push(...isolationLines(status));
   const keyWidth = Math.max(...head.map(([k]) => k.length));
   for (const [k, v] of head) lines.push(`${k.padEnd(keyWidth)}  ${v}`);
 
@@ -112,6 +113,46 @@ export function renderStatus(status: EnvironmentStatus, release: Release | null)
     );
   }
   return lines;
+}
+
+/** `isolation`, and for a private network its subnet, egress address and egress rule. */
+function isolationLines(env: Environment): [string, string][] {
+  if (env.network !== null) {
+    return [
+      ['isolation', env.isolation || 'netns'],
+      ['network', env.network.subnet || '-'],
+      ['egress address', env.network.egressAddress || '-'],
+      ['egress', renderEgress(env.network.egress)],
+    ];
+  }
+  // '' : a control plane from before isolation existed says nothing about it.
+  return env.isolation === '' ? [] : [['isolation', env.isolation]];
+}
+
+/** `any destination outside the platform`, `nothing`, or `0.0.0.0/0:443, 10.1.0.0/16`. */
+export function renderEgress(egress: EnvironmentNetwork['egress']): string {
+  if (egress === null) return 'any destination outside the platform';
+  if (egress.length === 0) return 'nothing';
+  return egress.map((e) => (e.port === null ? e.cidr : `${e.cidr}:${e.port}`)).join(', ');
+}
+
+/** `lanes zone list`: one row per zone; LAST SEEN relative to `now`. */
+export function renderZones(zones: readonly Zone[], now: Date): string[] {
+  if (zones.length === 0) return ['no zones'];
+  return table(
+    ['ZONE', 'STATE', 'ADDRESS', 'LAST SEEN'],
+    zones.map((z) => [z.name, z.state, z.address ?? '-', z.lastSeenAt === null ? 'never' : ago(z.lastSeenAt, now)]),
+  );
+}
+
+function ago(iso: string, now: Date): string {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return iso;
+  const s = Math.max(0, Math.round((now.getTime() - t) / 1000));
+  if (s < 120) return `${s}s ago`;
+  if (s < 7200) return `${Math.round(s / 60)}m ago`;
+  if (s < 172_800) return `${Math.round(s / 3600)}h ago`;
+  return iso;
 }
 
 /** Rollout progress of one environment, one line per service: `web: 1/2 healthy`. */

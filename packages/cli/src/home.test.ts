@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { describeHttpError, describeNetworkError } from './api.js';
-import { decodeContext, instancesFromAgentState } from './home.js';
+import { decodeContext, decodeDownZones, instancesFromAgentState } from './home.js';
 
 test("instance pids are read from the agent's state file format", () => {
   const state = {
@@ -26,6 +26,24 @@ test('context.json is decoded leniently and needs a launcher pid', () => {
   assert.ok(ctx);
   assert.equal(ctx.state, 'ready');
   assert.deepEqual(ctx.components, { controlplane: 78, gateway: null, agents: { a: 79 } });
+  assert.equal(ctx.isolation, null, 'a context.json from before isolation says nothing about it');
+  assert.deepEqual(ctx.downZones, []);
+  assert.equal(decodeContext({ launcherPid: 77, isolation: 'netns', networkCidr: '10.88.0.0/16' })?.isolation, 'netns');
+});
+
+test('frozen zones in context.json are read leniently: bad zones and pids are dropped', () => {
+  const v = [
+    { zone: 'b', since: 't', supervisors: [{ pid: 40, startTime: '9' }, { pid: 'x' }], instances: [{ pid: 41 }, null, { pid: 1 }] },
+    { zone: 'b', supervisors: [{ pid: 50 }] },
+    { zone: 'B!' },
+    'c',
+    { zone: 'c' },
+  ];
+  assert.deepEqual(decodeDownZones(v), [
+    { zone: 'b', since: 't', supervisors: [{ pid: 40, startTime: '9' }], instances: [{ pid: 41, startTime: null }] },
+    { zone: 'c', since: '', supervisors: [], instances: [] },
+  ]);
+  assert.deepEqual(decodeDownZones({ b: {} }), []);
 });
 
 test('problem+json is rendered by its detail; other answers by status and body', () => {

@@ -46,6 +46,21 @@ export function homePaths(home: string) {
 
 export type LauncherState = 'starting' | 'ready' | 'stopping' | 'failed';
 
+/** A process `lanes zone down` stopped (SIGSTOP), to be continued by `zone up` or `down`. */
+export interface FrozenProcess {
+  readonly pid: number;
+  /** /proc/<pid>/stat field 22 when it was frozen: a reused pid is never signalled. */
+  readonly startTime: string | null;
+}
+
+/** A zone in a simulated outage: its supervisor and instance process groups are frozen. */
+export interface DownZone {
+  readonly zone: string;
+  readonly since: string;
+  readonly supervisors: readonly FrozenProcess[];
+  readonly instances: readonly FrozenProcess[];
+}
+
 /** context.json: written by the launcher, read by every other command. */
 export interface LanesContext {
   readonly state: LauncherState;
@@ -63,7 +78,18 @@ export interface LanesContext {
     readonly agents: Readonly<Record<string, number>>;
   };
   readonly startedAt: string;
+  /** How environments are isolated; null in a context.json written before isolation existed. */
+  readonly isolation: 'netns' | 'none' | null;
+  /** The platform CIDR environments' subnets come from (netns only). */
+  readonly networkCidr: string | null;
+  /**
+   * Zones `lanes zone down` froze. Written by the zone commands, kept by the launcher when it
+   * rewrites the file, read by `zone up` and `down` (which must continue them first).
+   */
+  readonly downZones: readonly DownZone[];
 }
+
+const ZONE_RE = /^[a-z][a-z0-9]{0,7}$/;
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -125,7 +151,44 @@ export function decodeContext(v: unknown): LanesContext | null {
     launcherPid,
     components: { controlplane: pidOf(components['controlplane']), gateway: pidOf(components['gateway']), agents },
     startedAt: str('startedAt') ?? '',
+    isolation: v['isolation'] === 'netns' || v['isolation'] === 'none' ? v['isolation'] : null,
+    networkCidr: str('networkCidr'),
+    downZones: decodeDownZones(v['downZones']),
   };
+}
+
+/** `downZones` leniently: entries with a valid zone name; frozen processes with a valid pid. */
+export function decodeDownZones(v: unknown): DownZone[] {
+  if (!Array.isArray(v)) return [];
+  const processes = (list: unknown): FrozenProcess[] =>
+    (Array.isArray(list) ? list : []).flatMap((f: unknown) => {
+      const pid = isRecord(f) ? pidOf(f['pid']) : null;
+      return pid === null || !isRecord(f) ? [] : [{ pid, startTime: typeof f['startTime'] === 'string' ? f['startTime'] : null }];
+    });
+  const out: DownZone[] = [];
+  for (const item of v) {
+    if (!isRecord(item) || typeof item['zone'] !== 'string' || !ZONE_RE.test(item['zone'])) continue;
+    if (out.some((d) => d.zone === item['zone'])) continue;
+    out.push({
+      zone: item['zone'],
+      since: typeof item['since'] === 'string' ? item['since'] : '',
+      supervisors: processes(item['supervisors']),
+      instances: processes(item['instances']),
+    });
+  }
+  return out;
+}
+
+/**
+ * Read-modify-write of context.json for the commands that add to it (`zone down`/`up`):
+ * fields this CLI version does not know are kept. No-op when there is no context.
+ */
+export async function updateContext(home: string, change: (raw: Record<string, unknown>) => Record<string, unknown>): Promise<boolean> {
+  const file = homePaths(home).context;
+  const raw = await readJson(file);
+  if (!isRecord(raw)) return false;
+  await writeJsonAtomic(file, change(raw));
+  return true;
 }
 
 export async function readContext(home: string): Promise<LanesContext | null> {
@@ -191,7 +254,7 @@ export function instancesFromAgentState(v: unknown): RecordedInstance[] {
 export async function zoneDirs(home: string): Promise<string[]> {
   try {
     const entries = await readdir(homePaths(home).zones, { withFileTypes: true });
-    return entries.filter((e) => e.isDirectory() && /^[a-z][a-z0-9]{0,7}$/.test(e.name)).map((e) => e.name);
+    return entries.filter((e) => e.isDirectory() && ZONE_RE.test(e.name)).map((e) => e.name);
   } catch {
     return [];
   }

@@ -64,6 +64,7 @@ test('every command has --help, printed on stdout with exit 0', async () => {
   const commands = [
     ['up'], ['down'], ['tenant'], ['tenant', 'create'], ['env'], ['env', 'create'], ['env', 'list'], ['env', 'delete'],
     ['deploy'], ['status'], ['scale'], ['logs'], ['events'], ['releases'],
+    ['env', 'egress'], ['zone'], ['zone', 'list'], ['zone', 'down'], ['zone', 'up'],
   ];
   for (const c of commands) {
     const r = await lanes(...c, '--help');
@@ -75,6 +76,36 @@ test('every command has --help, printed on stdout with exit 0', async () => {
   assert.match(h.stdout, /usage: lanes deploy TENANT\/ENV PATH/);
   assert.match((await lanes('help')).stdout, /usage: lanes COMMAND/);
   assert.match((await lanes()).stdout, /usage: lanes COMMAND/);
+  assert.match((await lanes('help')).stdout, /\n  zone +show zones, or simulate an availability-zone outage\n/);
+  assert.match((await lanes('up', '--help')).stdout, /--isolation auto\|netns\|none\] \[--network-cidr 10\.88\.0\.0\/16\]/);
+  assert.match((await lanes('help', 'env', 'create')).stdout, /--egress CIDR\[:PORT\],\.\.\./);
+});
+
+test('the isolation, zone and egress commands reject bad input with one line, exit 2', async () => {
+  assertUsageError(await lanes('up', '--isolation', 'vm'), /--isolation: "vm" is not an isolation mode; use auto, netns or none/);
+  assertUsageError(await lanes('up', '--isolation'), /up: flag --isolation needs a value/);
+  assertUsageError(await lanes('up', '--network-cidr', '10.0.0.0/30'), /--network-cidr: "10\.0\.0\.0\/30" has prefix \/30; use \/8 to \/23/);
+  assertUsageError(await lanes('up', '--isolation', 'none', '--network-cidr', '10.0.0.0/16'), /--network-cidr: only used with --isolation netns or auto/);
+  assertUsageError(await lanes('zone', 'freeze', 'a'), /zone: unknown subcommand "freeze"; use list, down or up/);
+  assertUsageError(await lanes('zone', 'down'), /zone down: missing argument; usage: lanes zone down ZONE/);
+  assertUsageError(await lanes('zone', 'up', 'a', 'b'), /zone up: unexpected argument "b"/);
+  assertUsageError(await lanes('zone', 'down', 'Zone-B'), /zone: "Zone-B" is not a valid zone name/);
+  assertUsageError(await lanes('zone', 'list', '--all'), /zone list: unknown flag --all/);
+  assertUsageError(await lanes('env', 'create', 'acme/prod', '--egress', '10.0.0.0/8:0'), /--egress: "10\.0\.0\.0\/8:0" is not CIDR\[:PORT\]/);
+  assertUsageError(await lanes('env', 'create', 'acme/prod', '--egress', ','), /--egress: give at least one CIDR\[:PORT\]/);
+  assertUsageError(await lanes('env', 'egress', 'acme/prod'), /env egress: give either --allow CIDR\[:PORT\],\.\.\. or --any/);
+  assertUsageError(await lanes('env', 'egress', 'acme/prod', '--any', '--allow', '10.0.0.0/8'), /env egress: give either/);
+  assertUsageError(await lanes('env', 'egress', 'acme/prod', '--allow', '300.0.0.0/8'), /--allow: "300\.0\.0\.0\/8" is not CIDR\[:PORT\]/);
+  assertUsageError(await lanes('env', 'egress', 'acme/prod', '--allow', '10.0.0.0/8:443:1'), /--allow: "10\.0\.0\.0\/8:443:1" is not CIDR/);
+  assertUsageError(await lanes('env', 'egress', 'acme', '--any'), /environment: "acme" should be TENANT\/ENV/);
+});
+
+test('valid egress and zone commands get as far as the API (not running here: exit 1)', async () => {
+  for (const argv of [['zone', 'list'], ['zone', 'down', 'b'], ['zone', 'up', 'b'], ['env', 'egress', 'acme/prod', '--allow', '0.0.0.0/0:443,10.1.0.0/16'], ['env', 'egress', 'acme/prod', '--any'], ['env', 'create', 'acme/prod', '--egress', '192.0.2.0/24:53']]) {
+    const r = await lanes(...argv);
+    assert.equal(r.code, 1, `lanes ${argv.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /^lanes: the platform is not running/);
+  }
 });
 
 test('--version prints the version', async () => {

@@ -9,6 +9,7 @@ import { HELP, printUsage } from './help.js';
 import { configFromEnv, type CliConfig } from './home.js';
 import { processIo, type Io } from './io.js';
 import { downCommand, upCommand } from './platform.js';
+import { zoneCommand } from './zone.js';
 
 type Handler = (ctx: CommandContext, argv: readonly string[]) => Promise<number>;
 
@@ -23,6 +24,7 @@ const COMMANDS: Readonly<Record<string, Handler>> = {
   logs: logsCommand,
   events: eventsCommand,
   releases: releasesCommand,
+  zone: zoneCommand,
 };
 
 export function version(): string {

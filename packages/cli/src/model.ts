@@ -19,6 +19,9 @@ export interface Environment {
   readonly url: string;
   readonly release: string | null;
   readonly createdAt: string;
+  /** 'netns' | 'none'; '' from a control plane that predates isolation. */
+  readonly isolation: string;
+  readonly network: EnvironmentNetwork | null;
 }
 
 export interface ReleaseService {
@@ -81,6 +84,21 @@ export interface EnvironmentStatus extends Environment {
   readonly instances: readonly Instance[];
   readonly rollout: Rollout | null;
   readonly conditions: readonly Condition[];
+}
+
+export interface Zone {
+  readonly name: string;
+  /** ready | unavailable | down */
+  readonly state: string;
+  readonly address: string | null;
+  readonly lastSeenAt: string | null;
+}
+
+/** An environment's private network (isolation netns); egress null: any destination outside the platform. */
+export interface EnvironmentNetwork {
+  readonly subnet: string;
+  readonly egressAddress: string;
+  readonly egress: readonly { readonly cidr: string; readonly port: number | null }[] | null;
 }
 
 export interface LanesEvent {
@@ -159,7 +177,28 @@ export function decodeEnvironment(v: unknown, where = 'environment'): Environmen
     url: text(o, 'url'),
     release: optStr(o, 'release'),
     createdAt: text(o, 'createdAt'),
+    isolation: text(o, 'isolation'),
+    network: decodeNetwork(o['network'], `${where}.network`),
   };
+}
+
+function decodeNetwork(v: unknown, where: string): EnvironmentNetwork | null {
+  if (v === null || v === undefined) return null;
+  const o = obj(v, where);
+  const egressIn = o['egress'];
+  const egress =
+    egressIn === null || egressIn === undefined
+      ? null
+      : list(egressIn, `${where}.egress`).map((e, i) => {
+          const eo = obj(e, `${where}.egress[${i}]`);
+          return { cidr: str(eo, 'cidr', `${where}.egress[${i}]`), port: optNum(eo, 'port') };
+        });
+  return { subnet: text(o, 'subnet'), egressAddress: text(o, 'egressAddress'), egress };
+}
+
+export function decodeZone(v: unknown, where = 'zone'): Zone {
+  const o = obj(v, where);
+  return { name: str(o, 'name', where), state: str(o, 'state', where), address: optStr(o, 'address'), lastSeenAt: optStr(o, 'lastSeenAt') };
 }
 
 export function decodeRelease(v: unknown, where = 'release'): Release {

@@ -5,11 +5,16 @@
  * then supervises: a component that exits unexpectedly is restarted with backoff
  * (1 s doubling to 30 s). Ctrl-C / SIGTERM stop the platform as `lanes down` does.
  * `--detach` re-spawns the launcher in the background and returns once it is ready.
+ * Isolation: `--isolation auto` (default) runs environments on private networks when the
+ * host can (root, iproute2, nftables), else warns once and runs them on loopback; with
+ * private networks, every `lanes-` namespace, link and nftables table is removed before a
+ * start (a crashed run's) and after a stop.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync, statSync } from 'node:fs';
 import { chmod, rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { detectIsolation } from '@lanes/network';
 import { checkName, parseZones } from '@lanes/spec';
 import { ApiClient } from './api.js';
 import { parseCommandArgs, expectPositionals, parseIntArg } from './args.js';
@@ -19,6 +24,17 @@ import { ensureDir, homePaths, readComponentState, readContext, readJson, writeJ
 import type { Io } from './io.js';
 import { decodeEnvironment, decodeTenant } from './model.js';
 import { isAlive, isLauncher, sleep } from './procs.js';
+import {
+  describeRemoved,
+  isolationSummary,
+  isolationWarning,
+  parseIsolationRequest,
+  parseNetworkCidr,
+  removeNetworkObjects,
+  resolveIsolation,
+  type IsolationRequest,
+  type ResolvedIsolation,
+} from './network.js';
 import { deployAndFollow, envPath, loadPackage } from './rollout.js';
 import { stopPlatform } from './stop.js';
 
@@ -29,8 +45,14 @@ export interface UpOptions {
   readonly domain: string;
   readonly demo: boolean;
   readonly detach: boolean;
+  /** auto: private networks when the host supports them. @default 'auto' */
+  readonly isolation: IsolationRequest;
+  /** The platform CIDR environments' subnets come from (netns). @default '10.88.0.0/16' */
+  readonly networkCidr: string;
   /** Internal: this process is the background launcher `--detach` spawned. */
   readonly launcherChild: boolean;
+  /** Internal: why `--isolation` is what it is, decided by the foreground `up --detach`. */
+  readonly isolationReason: string | null;
 }
 
 const DOMAIN_RE = /^(?=.{1,200}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
@@ -43,7 +65,10 @@ export function parseUpArgs(argv: readonly string[]): UpOptions | 'help' {
     domain: { type: 'string' },
     demo: { type: 'boolean' },
     detach: { type: 'boolean' },
+    isolation: { type: 'string' },
+    'network-cidr': { type: 'string' },
     'launcher-child': { type: 'boolean' },
+    'isolation-reason': { type: 'string' },
   });
   if (args.help) return 'help';
   expectPositionals('up', args.positionals, 0, 0, usageOf('up'));
@@ -59,6 +84,8 @@ export function parseUpArgs(argv: readonly string[]): UpOptions | 'help' {
   const httpPort = parseIntArg('--http-port', v['http-port'] ?? '8080', 1, 65535);
   const apiPort = parseIntArg('--api-port', v['api-port'] ?? '7070', 1, 65535);
   if (httpPort === apiPort) throw new UsageError(`--http-port and --api-port are both ${httpPort}; give them different ports`);
+  const isolation = parseIsolationRequest(v.isolation);
+  const networkCidr = parseNetworkCidr(v['network-cidr'], isolation, zones);
   return {
     httpPort,
     apiPort,
@@ -66,7 +93,10 @@ export function parseUpArgs(argv: readonly string[]): UpOptions | 'help' {
     domain,
     demo: v.demo === true,
     detach: v.detach === true,
+    isolation,
+    networkCidr,
     launcherChild: v['launcher-child'] === true,
+    isolationReason: v['launcher-child'] === true ? (v['isolation-reason'] ?? null) : null,
   };
 }
 
@@ -84,8 +114,16 @@ export async function upCommand(config: CliConfig, io: Io, argv: readonly string
   await chmod(config.home, 0o700);
   await ensureDir(paths.logs);
   await refuseIfRunning(config.home);
-  if (opts.detach) return startDetached(config, io, opts);
-  const launcher = new Launcher(config.home, io, opts);
+  // Decided once, here: `netns` asked for on a host that cannot do it fails before anything starts.
+  const isolation: ResolvedIsolation =
+    opts.isolationReason !== null && opts.isolation !== 'auto'
+      ? { mode: opts.isolation, reason: opts.isolationReason }
+      : await resolveIsolation(opts.isolation, opts.zones);
+  // With netns, instances run unprivileged and read their package below LANES_HOME/zones:
+  // search (not read) permission for others; every file with a secret inside stays 0600.
+  if (isolation.mode === 'netns') await chmod(config.home, 0o711);
+  if (opts.detach) return startDetached(config, io, opts, isolation);
+  const launcher = new Launcher(config.home, io, opts, isolation);
   return launcher.run();
 }
 
@@ -114,7 +152,7 @@ function componentEntry(pkg: 'controlplane' | 'agent' | 'gateway'): string {
 }
 
 /** `--detach`: start the launcher in the background and mirror its progress until it is ready. */
-async function startDetached(config: CliConfig, io: Io, opts: UpOptions): Promise<number> {
+async function startDetached(config: CliConfig, io: Io, opts: UpOptions, isolation: ResolvedIsolation): Promise<number> {
   const paths = homePaths(config.home);
   const logFile = paths.log('launcher');
   let offset = 0;
@@ -131,7 +169,10 @@ async function startDetached(config: CliConfig, io: Io, opts: UpOptions): Promis
     '--zones', opts.zones.join(','),
     '--domain', opts.domain,
     ...(opts.demo ? ['--demo'] : []),
+    '--isolation', isolation.mode,
+    ...(isolation.mode === 'netns' ? ['--network-cidr', opts.networkCidr] : []),
     '--launcher-child',
+    `--isolation-reason=${isolation.reason}`, // `=`: the reason may start with "--"
   ];
   const fd = openSync(logFile, 'a', 0o600);
   let child: ChildProcess;
@@ -155,7 +196,8 @@ async function startDetached(config: CliConfig, io: Io, opts: UpOptions): Promis
       if (end < 0) return;
       offset += end + 1;
       for (const line of text.subarray(0, end).toString('utf8').split('\n')) {
-        if (!line.startsWith('lanes: ')) io.line(line); // the failure itself goes to stderr below
+        if (line.startsWith('warning: ')) io.err(line);
+        else if (!line.startsWith('lanes: ')) io.line(line); // the failure itself goes to stderr below
       }
     } catch {
       /* no log yet */
@@ -226,6 +268,7 @@ class Launcher {
   readonly #home: string;
   readonly #io: Io;
   readonly #opts: UpOptions;
+  readonly #isolation: ResolvedIsolation;
   readonly #paths: ReturnType<typeof homePaths>;
   readonly #components: Component[] = [];
   #ctx: LanesContext;
@@ -235,10 +278,11 @@ class Launcher {
   #writes: Promise<void> = Promise.resolve();
   #done: (code: number) => void = () => undefined;
 
-  constructor(home: string, io: Io, opts: UpOptions) {
+  constructor(home: string, io: Io, opts: UpOptions, isolation: ResolvedIsolation) {
     this.#home = home;
     this.#io = io;
     this.#opts = opts;
+    this.#isolation = isolation;
     this.#paths = homePaths(home);
     this.#ctx = {
       state: 'starting',
@@ -251,7 +295,27 @@ class Launcher {
       launcherPid: process.pid,
       components: { controlplane: null, gateway: null, agents: {} },
       startedAt: new Date().toISOString(),
+      isolation: isolation.mode,
+      networkCidr: isolation.mode === 'netns' ? opts.networkCidr : null,
+      downZones: [],
     };
+  }
+
+  /** Stops what was started and, with private networks, removes them (a failed start, a signal). */
+  async #stopAll(): Promise<string[]> {
+    const stopped = await stopPlatform(this.#home, this.#io, { selfPid: process.pid });
+    if (this.#isolation.mode === 'netns') {
+      try {
+        const removed = describeRemoved(await removeNetworkObjects());
+        if (removed !== null) {
+          this.#io.line(`removed the platform's network objects: ${removed}`);
+          stopped.push('network');
+        }
+      } catch (err) {
+        this.#io.line(err instanceof Error ? err.message : String(err));
+      }
+    }
+    return stopped;
   }
 
   async run(): Promise<number> {
@@ -270,7 +334,7 @@ class Launcher {
       const message = err instanceof Error ? err.message : String(err);
       this.#stopping = true;
       this.#io.line('start failed; stopping what was started');
-      await stopPlatform(this.#home, this.#io, { selfPid: process.pid });
+      await this.#stopAll();
       clearInterval(keepAlive);
       if (this.#opts.launcherChild) {
         // The foreground `up --detach` reads the reason from here, then removes the file.
@@ -295,7 +359,7 @@ class Launcher {
       return;
     }
     this.#io.line(`${stamp()} ${signal}: stopping the platform`);
-    const stopped = await stopPlatform(this.#home, this.#io, { selfPid: process.pid });
+    const stopped = await this.#stopAll();
     this.#io.line(stopped.length > 0 ? 'the platform is stopped' : 'nothing was running');
     this.#done(0);
     this.#exitSoon(0);
@@ -308,6 +372,7 @@ class Launcher {
 
   async #start(): Promise<void> {
     const paths = this.#paths;
+    if (this.#isolation.mode === 'none') this.#io.err(isolationWarning(this.#isolation.reason));
     const previous = await readContext(this.#home);
     if (previous !== null) {
       this.#io.line(`cleaning up after a previous run (launcher pid ${previous.launcherPid} is gone)…`);
@@ -317,9 +382,21 @@ class Launcher {
     for (const file of [paths.controlplaneState, paths.gatewayState, ...this.#opts.zones.map((z) => paths.agentState(z))]) {
       await rm(file, { force: true });
     }
+    if (this.#isolation.mode === 'netns') {
+      // A crashed run's namespaces, links and tables (and what still runs inside) would clash.
+      const removed = describeRemoved(await removeNetworkObjects());
+      if (removed !== null) this.#io.line(`removed network objects left by a previous run: ${removed}`);
+    }
     await ensureDir(paths.gatewayDir);
     await ensureDir(paths.zones);
     for (const zone of this.#opts.zones) await ensureDir(paths.zoneDir(zone));
+    if (this.#isolation.mode === 'netns') {
+      for (const dir of [paths.zones, ...this.#opts.zones.map((z) => paths.zoneDir(z))]) await chmod(dir, 0o711);
+      const blocked = unsearchableAncestor(this.#home);
+      if (blocked !== null) {
+        this.#io.err(`warning: instances run unprivileged and cannot reach ${this.#home}: ${blocked}; use a LANES_HOME such as /var/lib/lanes, or chmod o+x it`);
+      }
+    }
     await this.#writeContext();
 
     const cpEntry = componentEntry('controlplane');
@@ -335,6 +412,8 @@ class Launcher {
       '--domain', this.#opts.domain,
       '--zones', this.#opts.zones.join(','),
       '--gateway-url', gatewayUrl,
+      '--isolation', this.#isolation.mode,
+      ...(this.#isolation.mode === 'netns' ? ['--network-cidr', this.#opts.networkCidr] : []),
     ]);
     const apiUrl = await this.#startAndWait(cp);
     this.#ctx = { ...this.#ctx, apiUrl };
@@ -370,6 +449,7 @@ class Launcher {
     this.#io.line(`API          ${apiUrl}`);
     this.#io.line(`gateway      http://<env>.<tenant>.${this.#opts.domain}:${port}/`);
     this.#io.line(`admin token  ${paths.adminToken}`);
+    this.#io.line(`isolation    ${isolationSummary(this.#isolation.mode, this.#opts.networkCidr)}`);
     if (this.#opts.demo) await this.#demo(apiUrl);
     if (this.#stopping) throw new CliError('stopped while starting');
     this.#ctx = { ...this.#ctx, state: 'ready' };
@@ -514,15 +594,17 @@ class Launcher {
     }
   }
 
-  /** Writes context.json, in order, unless `lanes down` has taken over. */
+  /**
+   * Writes context.json, in order, unless `lanes down` has taken over. `downZones` belongs to
+   * `lanes zone down|up`: the file's value is kept, never the launcher's.
+   */
   #writeContext(): Promise<void> {
     const snapshot = this.#ctx;
     this.#writes = this.#writes.then(async () => {
-      if (snapshot.state !== 'starting') {
-        const onDisk = await readContext(this.#home);
-        if (onDisk !== null && onDisk.state === 'stopping') return;
-      }
-      await writeJsonAtomic(this.#paths.context, snapshot);
+      const onDisk = await readContext(this.#home);
+      if (snapshot.state !== 'starting' && onDisk !== null && onDisk.state === 'stopping') return;
+      const downZones = onDisk !== null && onDisk.launcherPid === process.pid ? onDisk.downZones : [];
+      await writeJsonAtomic(this.#paths.context, { ...snapshot, downZones });
     });
     return this.#writes;
   }
@@ -595,6 +677,21 @@ function lastLogLine(file: string): string {
   }
 }
 
+/** The first directory above `dir` that others cannot search ("/root is mode 0700"), or null. */
+function unsearchableAncestor(dir: string): string | null {
+  const parts = dir.split('/').filter((p) => p !== '');
+  for (let i = 0; i < parts.length; i++) {
+    const current = `/${parts.slice(0, i).join('/')}`;
+    try {
+      const mode = statSync(current).mode;
+      if ((mode & 0o001) === 0) return `${current} is mode ${(mode & 0o7777).toString(8).padStart(4, '0')}`;
+    } catch {
+      return `${current} cannot be read`;
+    }
+  }
+  return null;
+}
+
 function stamp(): string {
   return new Date().toISOString();
 }
@@ -609,7 +706,17 @@ export async function downCommand(config: CliConfig, io: Io, argv: readonly stri
   if (args.help) return printUsage(io, 'down');
   expectPositionals('down', args.positionals, 0, 0, usageOf('down'));
   const raw = await readJson(homePaths(config.home).context);
+  const ctx = await readContext(config.home);
   const stopped = await stopPlatform(config.home, io);
+  // Private networks outlive their processes: remove them when this run had them, or, for a
+  // context.json that does not say (an older launcher's), when this host can have them.
+  // Without a context.json there was no run to clean after (and other users of `lanes-`
+  // names on this host, e.g. the network package's tests, are left alone).
+  const netns = ctx !== null && (ctx.isolation === 'netns' || (ctx.isolation === null && (await detectIsolation()).mode === 'netns'));
+  if (netns) {
+    const removed = describeRemoved(await removeNetworkObjects());
+    io.line(removed === null ? 'no network objects (lanes-*) were left' : `removed the platform's network objects: ${removed}`);
+  }
   io.line(stopped.length > 0 ? 'the platform is stopped' : raw === null ? 'nothing is running' : 'nothing was running (removed a stale context.json)');
   return 0;
 }

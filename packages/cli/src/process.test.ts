@@ -124,8 +124,9 @@ test('lanes down after the launcher died stops components and recorded instances
   const instance = spawnIdle('instance');
   await mkdir(path.join(h, 'zones', 'a'), { recursive: true });
   await writeFile(path.join(h, 'zones', 'a', 'state.json'), JSON.stringify({ version: 1, desired: [], instances: [{ id: 'web-1', pid: instance, startTime: null }] }));
-  // A launcher that was killed -9: its pid is gone.
-  await writeFile(path.join(h, 'context.json'), JSON.stringify({ state: 'ready', launcherPid: 999_999_999, apiUrl: 'http://127.0.0.1:1', zones: ['a'], components: { controlplane: null, gateway, agents: {} } }));
+  // A launcher that was killed -9: its pid is gone. (isolation none: a root test run must not
+  // remove the host's lanes-* network objects, which other tests may be using.)
+  await writeFile(path.join(h, 'context.json'), JSON.stringify({ state: 'ready', launcherPid: 999_999_999, apiUrl: 'http://127.0.0.1:1', zones: ['a'], isolation: 'none', components: { controlplane: null, gateway, agents: {} } }));
   await waitFor('idle processes to run', () => isAlive(gateway) && isAlive(instance));
 
   const r = await lanes({ LANES_HOME: h }, 'down');
@@ -160,9 +161,12 @@ test('lanes up --detach fails with one line, and leaves nothing behind, when the
   try {
     const address = busy.address();
     assert.ok(typeof address === 'object' && address !== null);
-    const r = await lanes({ LANES_HOME: h }, 'up', '--detach', '--api-port', String(address.port), '--http-port', String(await freePort()), '--zones', 'a');
+    // isolation none: a root test run must not remove the host's lanes-* network objects.
+    const r = await lanes({ LANES_HOME: h }, 'up', '--detach', '--isolation', 'none', '--api-port', String(address.port), '--http-port', String(await freePort()), '--zones', 'a');
     assert.equal(r.code, 1, r.stdout);
-    assertOneLineError(r, /^lanes: the control plane exited with code \d+ before it was ready; see .*controlplane\.log/);
+    const [warning, ...rest] = r.stderr.split(/(?<=\n)/);
+    assert.match(warning ?? '', /^warning: isolation is off \(--isolation none was given\)/);
+    assertOneLineError({ stderr: rest.join('') }, /^lanes: the control plane exited with code \d+ before it was ready; see .*controlplane\.log/);
     assert.match(r.stdout, /starting control plane… failed/);
     assert.equal(existsSync(path.join(h, 'context.json')), false, 'context.json removed');
     const ours = await waitFor('no process of this LANES_HOME left', () => {

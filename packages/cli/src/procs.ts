@@ -24,6 +24,16 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** The state letter of /proc/<pid>/stat (R, S, D, T stopped, Z…), or null when it cannot be read. */
+export function processState(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) || null;
+  } catch {
+    return null;
+  }
+}
+
 /** /proc/<pid>/stat field 22 (start time in clock ticks since boot), or null. */
 export function startTime(pid: number): string | null {
   try {

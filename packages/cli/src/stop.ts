@@ -1,12 +1,14 @@
 /**
  * `lanes down`, and the cleanup `lanes up` does after a crashed run: stops everything a
  * launcher started, working only from files in LANES_HOME (so it works after kill -9 of
- * the launcher). Order: each zone supervisor is asked to stop its instances and exit;
+ * the launcher). Order: zones frozen by `lanes zone down` are continued (a stopped process
+ * cannot act on SIGTERM); each zone supervisor is asked to stop its instances and exit;
  * then gateway, control plane and launcher get SIGTERM (SIGKILL after a grace); last,
  * instance processes still alive according to the supervisors' state files are killed.
  */
 import { readFile, rm } from 'node:fs/promises';
 import { homePaths, instancesFromAgentState, readComponentState, readContext, readJson, writeJsonAtomic, zoneDirs } from './home.js';
+import { thawZone } from './freeze.js';
 import type { Io } from './io.js';
 import { isAlive, isLauncher, isOurs, signalGroup, startTime, terminate, waitForExit } from './procs.js';
 
@@ -37,6 +39,14 @@ export async function stopPlatform(home: string, io: Io, options: StopOptions = 
 
   const zones = [...new Set([...(ctx?.zones ?? []), ...Object.keys(ctx?.components.agents ?? {}), ...(await zoneDirs(home))])];
   const nodeToken = await readFile(paths.nodeToken, 'utf8').then((t) => t.trim(), () => null);
+
+  // 0. Frozen zones first. Every zone is continued, not only those context.json lists:
+  //    SIGCONT does nothing to a running process, and the record may be lost.
+  for (const zone of zones) {
+    const recorded = ctx?.downZones.find((d) => d.zone === zone);
+    const thawed = await thawZone(home, ctx, zone, recorded);
+    if (recorded !== undefined && (thawed.supervisors.length > 0 || thawed.instances > 0)) report(`continued frozen zone ${zone}`);
+  }
 
   // 1. Zone supervisors, in parallel: each stops its instances, answers, then exits.
   //    Reported in zone order once all are done, so the output does not depend on timing.

@@ -1,8 +1,8 @@
 /**
  * The gateway's loggers. The process log is pino JSON on stdout; its serializers are
  * allow-lists, so a request or an error can be logged without leaking headers such as
- * Authorization or Cookie. The access log is a separate pino instance writing one JSON
- * line per request to a file through an asynchronous, buffered destination.
+ * Authorization or Cookie. The access log (access-log.ts) writes pino-shaped JSON lines to
+ * a file through pino's asynchronous, buffered destination.
  */
 import { pino } from 'pino';
 import type { DestinationStream, Logger } from 'pino';

@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Agent } from 'undici';
-import { tempDir, waitFor } from '@lanes/testkit';
+import type { Endpoint } from '@lanes/spec';
+import { sleep, tempDir, waitFor } from '@lanes/testkit';
 import { echo, startUpstream, table, vhost } from './harness.js';
-import type { TestUpstream } from './harness.js';
+import type { TestUpstream, UpstreamHandler } from './harness.js';
 import { ACCESS_LOG_FILE } from './persist.js';
 import { Gateway } from './proxy.js';
 import type { GatewayOptions } from './proxy.js';
@@ -15,6 +18,9 @@ const HOST = 'prod.acme.lanes.test';
 const agent = new Agent({ keepAliveTimeout: 1_000 });
 const gateways: Gateway[] = [];
 const upstreams: TestUpstream[] = [];
+const rawServers: net.Server[] = [];
+/** One client connection at a time, kept alive (see nodeSend). */
+const nodeAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
 async function gateway(options: Partial<GatewayOptions> = {}): Promise<Gateway> {
   const gw = new Gateway({ stateDir: await tempDir('lanes-gw-'), ...options });
@@ -23,7 +29,7 @@ async function gateway(options: Partial<GatewayOptions> = {}): Promise<Gateway> 
   return gw;
 }
 
-async function upstream(name: string, handler = echo): Promise<TestUpstream> {
+async function upstream(name: string, handler: UpstreamHandler = echo): Promise<TestUpstream> {
   const u = await startUpstream(name, handler);
   upstreams.push(u);
   return u;
@@ -47,9 +53,80 @@ async function send(gw: Gateway, pathAndQuery: string, init: { host?: string; me
   return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
 }
 
+async function gatewayFor(endpoint: Endpoint, options: Partial<GatewayOptions> = {}): Promise<Gateway> {
+  const gw = new Gateway({ stateDir: await tempDir('lanes-gw-'), ...options });
+  gateways.push(gw);
+  await gw.start();
+  gw.applyTable(table(1, [vhost(HOST, [{ endpoints: [endpoint] }])]));
+  return gw;
+}
+
+/** An instance speaking raw bytes: `answer` gets each request's head and writes what it likes. */
+async function rawUpstream(answer: (socket: net.Socket, head: string) => void): Promise<{ endpoint: Endpoint; connections: () => number }> {
+  let count = 0;
+  const server = net.createServer((socket) => {
+    count++;
+    let buf = '';
+    socket.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      let end = buf.indexOf('\r\n\r\n');
+      while (end !== -1) {
+        const head = buf.slice(0, end);
+        buf = buf.slice(end + 4);
+        answer(socket, head);
+        end = buf.indexOf('\r\n\r\n');
+      }
+    });
+    socket.on('error', () => undefined);
+  });
+  rawServers.push(server);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const addr = server.address();
+  if (addr === null || typeof addr === 'string') throw new Error('no port');
+  return { endpoint: { instance: 'raw', zone: 'a', address: '127.0.0.1', port: addr.port }, connections: () => count };
+}
+
+interface NodeAnswer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** node:http's client, one kept-alive connection: requests also reuse the client side. */
+function nodeSend(gw: Gateway, init: { method?: string; path?: string; headers?: Record<string, string>; body?: Buffer[]; slowReader?: boolean } = {}): Promise<NodeAnswer> {
+  const url = new URL(gw.url);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: url.hostname, port: url.port, method: init.method ?? 'GET', path: init.path ?? '/', headers: { host: HOST, ...init.headers }, agent: nodeAgent });
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => {
+        chunks.push(c);
+        if (init.slowReader === true) {
+          res.pause();
+          setTimeout(() => res.resume(), 2);
+        }
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    const parts = init.body ?? [];
+    void (async () => {
+      for (const p of parts) {
+        req.write(p);
+        await sleep(5);
+      }
+      req.end();
+    })();
+  });
+}
+
 after(async () => {
+  nodeAgent.destroy();
   await Promise.all(gateways.map((g) => g.close(200)));
   await Promise.all(upstreams.map((u) => u.close()));
+  for (const s of rawServers) s.close();
   await agent.close();
 });
 
@@ -317,5 +394,149 @@ describe('persisted table and access log', () => {
     assert.equal(missing['upstream'], null);
     assert.equal(text.includes('t0p'), false);
     assert.equal(text.includes('secret'), false);
+  });
+});
+
+describe('proxy: upstream exchanges', () => {
+  it('streams a chunked response made of delayed writes, and a chunked request body', async () => {
+    const u = await upstream('chunky', (req, res) => {
+      let bytes = 0;
+      req.on('data', (c: Buffer) => (bytes += c.length));
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'x-received': String(bytes), 'x-te': String(req.headers['transfer-encoding']) });
+        let i = 0;
+        const tick = (): void => {
+          if (i === 5) return void res.end('end');
+          res.write(`part${i++};`);
+          setTimeout(tick, 5);
+        };
+        tick();
+      });
+    });
+    const gw = await gatewayFor(u.endpoint);
+    const r = await nodeSend(gw, { method: 'POST', body: [Buffer.from('abc'), Buffer.alloc(70_000, 'y'), Buffer.from('z')] });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'part0;part1;part2;part3;part4;end');
+    assert.equal(r.headers['x-received'], String(3 + 70_000 + 1));
+    assert.equal(r.headers['x-te'], 'chunked');
+    assert.equal(r.headers['transfer-encoding'], 'chunked');
+  });
+
+  it('answers HEAD, 204 and 304 without a body and keeps using the same upstream connection', async () => {
+    const u = await upstream('nobody', (req, res) => {
+      if (req.url === '/204') return void res.writeHead(204).end();
+      if (req.url === '/304') return void res.writeHead(304, { etag: '"x"' }).end();
+      const body = 'x'.repeat(1000);
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    });
+    let connections = 0;
+    u.server.on('connection', () => connections++);
+    const gw = await gatewayFor(u.endpoint);
+    const noContent = await nodeSend(gw, { path: '/204' });
+    assert.equal(noContent.status, 204);
+    assert.equal(noContent.body.length, 0);
+    const notModified = await nodeSend(gw, { path: '/304' });
+    assert.equal(notModified.status, 304);
+    assert.equal(notModified.headers['etag'], '"x"');
+    const get = await nodeSend(gw);
+    assert.equal(get.body.length, 1000);
+    assert.equal(connections, 1);
+    // undici closes the connection after a HEAD, in case the instance sends a body anyway.
+    const head = await nodeSend(gw, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], '1000');
+    assert.equal(head.body.length, 0);
+    assert.equal((await nodeSend(gw)).body.length, 1000);
+    assert.equal(gw.routing.isEjected(u.endpoint), false);
+  });
+
+  it('does not eject an instance that closes idle keep-alive connections', async () => {
+    const u = await upstream('closer');
+    u.server.keepAliveTimeout = 30;
+    const gw = await gatewayFor(u.endpoint);
+    for (let i = 0; i < 4; i++) {
+      assert.equal((await nodeSend(gw)).status, 200);
+      await sleep(80);
+    }
+    assert.equal(gw.routing.isEjected(u.endpoint), false);
+  });
+
+  it('follows Connection: close, close-delimited bodies, split heads and 1xx answers', async () => {
+    const raw = await rawUpstream((socket, head) => {
+      const path = head.split(' ')[1];
+      if (path === '/close') {
+        socket.end('HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nclose');
+      } else if (path === '/eof') {
+        socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end');
+      } else {
+        // A 103 first, then the head a byte at a time, then a chunked body with an extension and a trailer.
+        const text = 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 201 Created\r\nX-Up: 1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n';
+        void (async () => {
+          for (const ch of text) {
+            socket.write(ch);
+            await sleep(0);
+          }
+        })();
+      }
+    });
+    const gw = await gatewayFor(raw.endpoint);
+    const a = await nodeSend(gw, { path: '/close' });
+    assert.deepEqual([a.status, a.body.toString()], [200, 'close']);
+    const b = await nodeSend(gw, { path: '/eof' });
+    assert.deepEqual([b.status, b.body.toString()], [200, 'until the end']);
+    const c = await nodeSend(gw, { path: '/split' });
+    assert.deepEqual([c.status, c.body.toString(), c.headers['x-up']], [201, 'abc', '1']);
+    const d = await nodeSend(gw, { path: '/split' });
+    assert.deepEqual([d.status, d.body.toString()], [201, 'abc']);
+    assert.equal(raw.connections(), 3);
+    assert.equal(gw.routing.isEjected(raw.endpoint), false);
+  });
+
+  it('answers 502 for a response that is not HTTP, and for one cut short', async () => {
+    const raw = await rawUpstream((socket, head) => {
+      if (head.startsWith('GET /garbage')) socket.end('SMTP ready\r\n\r\n');
+      else socket.end('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this');
+    });
+    const gw = await gatewayFor(raw.endpoint);
+    const bad = await nodeSend(gw, { path: '/garbage' });
+    assert.equal(bad.status, 502);
+    assert.match(bad.body.toString(), /^service "web" in acme\/prod failed to answer \((HTTPParserError|HPE_[A-Z_]+)\)\n$/);
+    // Headers went out already: the client connection is cut, never a truncated 200 that looks whole.
+    await assert.rejects(nodeSend(gw, { path: '/short' }));
+  });
+
+  it('passes a large response to a slow reader intact (backpressure)', async () => {
+    const big = Buffer.alloc(4 * 1024 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = i % 251;
+    const u = await upstream('big', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.end(big);
+    });
+    const gw = await gatewayFor(u.endpoint);
+    const r = await nodeSend(gw, { slowReader: true });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.length, big.length);
+    assert.ok(r.body.equals(big));
+  });
+
+  it('queues requests beyond the connection limit instead of failing them', async () => {
+    const u = await upstream('queue', (_req, res) => setTimeout(() => res.end('ok'), 20));
+    const gw = await gatewayFor(u.endpoint, { limits: { upstreamConnections: 2 } });
+    const url = new URL(gw.url);
+    const one = (): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = http.request({ host: url.hostname, port: url.port, path: '/', headers: { host: HOST }, agent: false }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    let connections = 0;
+    u.server.on('connection', () => connections++);
+    const statuses = await Promise.all(Array.from({ length: 10 }, one));
+    assert.deepEqual(statuses, Array.from({ length: 10 }, () => 200));
+    assert.equal(connections, 2);
   });
 });

@@ -120,7 +120,7 @@ export function execArgv(netns: string, command: readonly string[], opts: ExecOp
     for (const [field, v] of [['uid', opts.uid], ['gid', gid]] as const) {
       if (!Number.isInteger(v) || v < 0 || v > 2 ** 31) throw new InputError(`${field}: ${JSON.stringify(v)} is not a user/group id`, field);
     }
-    drop.push(checkToolPath('setprivPath', opts.setprivPath ?? 'setpriv'), `--reuid=${opts.uid}`, `--regid=${gid}`, '--clear-groups', '--');
+    drop.push(checkToolPath('setprivPath', opts.setprivPath ?? 'setpriv'), `--reuid=${opts.uid}`, `--regid=${gid}`, '--clear-groups', '--no-new-privs', '--');
   }
   return [checkToolPath('ipPath', opts.ipPath ?? 'ip'), 'netns', 'exec', netns, ...drop, ...command];
 }

@@ -91,7 +91,8 @@ test('golden: instance tables for web, api, db and a closed instance', () => {
 });
 
 test('egress entries may not reach into the platform network, and must be CIDRs and ports', () => {
-  assert.throws(() => renderEgress(plan, [{ cidr: '10.0.0.0/8' }]), /egress\[0\].cidr: 10.0.0.0\/8 overlaps the platform network 10.88.0.0\/16/);
+  // Overlapping the platform network is allowed: the forward chain rejects it first.
+  assert.doesNotThrow(() => renderEgress(plan, [{ cidr: '0.0.0.0/0', port: 443 }]));
   assert.throws(() => renderEgress(plan, [{ cidr: '1.2.3.4/32', port: 70000 }]), /egress\[0\].port: 70000 is not a port/);
   assert.throws(() => renderEgress(plan, [{ cidr: '1.2.3.4/32 } ; flush ruleset' }]), /egress\[0\].cidr/);
 });
@@ -106,10 +107,10 @@ test('argv builders produce exact argv arrays', () => {
   });
   assert.deepEqual(argv.nftApply('lanes-3-web-1'), ['ip', 'netns', 'exec', 'lanes-3-web-1', 'nft', '-f', '-']);
   assert.deepEqual(execArgv('lanes-3-web-1', ['node', 'server.js']), ['ip', 'netns', 'exec', 'lanes-3-web-1', 'node', 'server.js']);
-  assert.deepEqual(execArgv('lanes-3-web-1', ['node'], { uid: 1000 }), ['ip', 'netns', 'exec', 'lanes-3-web-1', 'setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', '--', 'node']);
+  assert.deepEqual(execArgv('lanes-3-web-1', ['node'], { uid: 1000 }), ['ip', 'netns', 'exec', 'lanes-3-web-1', 'setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', '--no-new-privs', '--', 'node']);
   assert.deepEqual(
     execArgv('lanes-3-web-1', ['node'], { uid: 65534, ipPath: '/usr/sbin/ip', setprivPath: '/usr/bin/setpriv' }),
-    ['/usr/sbin/ip', 'netns', 'exec', 'lanes-3-web-1', '/usr/bin/setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--', 'node'],
+    ['/usr/sbin/ip', 'netns', 'exec', 'lanes-3-web-1', '/usr/bin/setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--no-new-privs', '--', 'node'],
   );
 });
 

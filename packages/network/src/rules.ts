@@ -5,7 +5,7 @@
  * addresses and ports by parsing), so a script cannot be broken out of.
  */
 import { InputError, checkName } from '@lanes/spec';
-import { type EnvironmentPlan, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from './plan.js';
+import { type EnvironmentPlan, formatIpv4, parseCidr, parseIpv4 } from './plan.js';
 
 /** One service's security group, as the caller (the control plane) knows it. */
 export interface SecurityGroupRule {
@@ -93,12 +93,11 @@ export function ingressPolicy(rules: readonly SecurityGroupRule[], service: stri
 }
 
 export function checkEgress(plan: EnvironmentPlan, allow: readonly EgressRule[] | null): void {
-  const platform = parseCidr('platformCidr', plan.platformCidr);
+  parseCidr('platformCidr', plan.platformCidr);
+  // An entry may overlap the platform network (0.0.0.0/0:443 is the common case): the forward
+  // chain rejects the platform network before the egress chain is consulted.
   allow?.forEach((e, i) => {
-    const c = parseCidr(`egress[${i}].cidr`, e.cidr);
-    if (cidrsOverlap(c, platform)) {
-      throw new InputError(`egress[${i}].cidr: ${e.cidr} overlaps the platform network ${plan.platformCidr}; environments never reach it`, `egress[${i}].cidr`);
-    }
+    parseCidr(`egress[${i}].cidr`, e.cidr);
     if (e.port !== undefined) checkPort(`egress[${i}].port`, e.port);
   });
 }
