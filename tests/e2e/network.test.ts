@@ -62,7 +62,7 @@ const TIERS = {
 describe('private networks per environment', { skip }, () => {
   let p: TestPlatform;
   let appDir: string;
-  const outside: { netns: string; address: string; ports: number[]; server: ChildProcess | null; sources: string[] } = { netns: 'lanes-xout', address: '10.99.0.2', ports: [7001, 7002], server: null, sources: [] };
+  const outside: { netns: string; address: string; ports: number[]; server: ChildProcess | null; sources: string[] } = { netns: 'ltest-out', address: '10.99.0.2', ports: [7001, 7002], server: null, sources: [] };
 
   const instanceNs = (s: EnvStatus, service: string, zone?: string): { netns: string; address: string; port: number } => {
     const i = s.instances.find((x) => x.service === service && x.desired === 'running' && (zone === undefined || x.zone === zone));
@@ -76,12 +76,12 @@ describe('private networks per environment', { skip }, () => {
     // An "outside world" host the test owns: its own namespace behind a veth, a listener
     // recording the source address of every connection it accepts.
     await run('ip', ['netns', 'del', outside.netns]);
-    await run('ip', ['link', 'del', 'lanes-xouth']);
+    await run('ip', ['link', 'del', 'ltest-outh']);
     for (const args of [
       ['netns', 'add', outside.netns],
-      ['link', 'add', 'lanes-xouth', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside.netns],
-      ['addr', 'add', '10.99.0.1/30', 'dev', 'lanes-xouth'],
-      ['link', 'set', 'lanes-xouth', 'up'],
+      ['link', 'add', 'ltest-outh', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside.netns],
+      ['addr', 'add', '10.99.0.1/30', 'dev', 'ltest-outh'],
+      ['link', 'set', 'ltest-outh', 'up'],
       ['-n', outside.netns, 'addr', 'add', `${outside.address}/30`, 'dev', 'eth0'],
       ['-n', outside.netns, 'link', 'set', 'eth0', 'up'],
       ['-n', outside.netns, 'link', 'set', 'lo', 'up'],
@@ -111,7 +111,7 @@ describe('private networks per environment', { skip }, () => {
     await p?.stop();
     if (outside.server?.pid) killTree(outside.server.pid);
     await run('ip', ['netns', 'del', outside.netns]);
-    await run('ip', ['link', 'del', 'lanes-xouth']);
+    await run('ip', ['link', 'del', 'ltest-outh']);
   });
 
   it('shows isolation netns and a private network per environment', async () => {
