@@ -161,11 +161,17 @@ export class Platform {
         await this.event({ reason: 'ZoneUnavailable', object: `zone/${z}`, message: `zone ${z} is unavailable: its supervisor has not reported for ${this.config.zoneGraceMs} ms` });
       } else if (!was && ready.has(z)) {
         this.#readyZones.add(z);
-        await this.event({ reason: 'ZoneReady', object: `zone/${z}`, message: `zone ${z} is ready: its supervisor reports` });
+        await this.event({
+          reason: 'ZoneReady',
+          object: `zone/${z}`,
+          message: this.zones.isFenced(z) ? `zone ${z} reports again: its instances are re-admitted once it has stayed up for a moment` : `zone ${z} is ready: its supervisor reports`,
+        });
       }
     }
     for (const env of await this.store.listEnvironments()) {
       const view = await this.viewOf(env);
+      // Placement uses the live zones (view.zones); stopped instances are forgotten once a
+      // report from their (ready) zone says they are gone.
       const plan = decideEnvironment(view, ready);
       await this.apply(env, view, plan, reconcileId);
     }
@@ -180,7 +186,7 @@ export class Platform {
       phase: env.phase,
       release,
       scales: await this.store.getScales(env.id),
-      zones: this.zones.ready(),
+      zones: this.zones.live(),
       instances: rows.map((r) => ({
         id: r.id,
         service: r.service,

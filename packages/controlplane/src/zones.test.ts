@@ -25,3 +25,29 @@ describe('ZoneRegistry', () => {
     assert.deepEqual(z.ready(20), ['a', 'b']);
   });
 });
+
+describe('ZoneRegistry fencing', () => {
+  it('re-admits a zone back from silence only after it has reported for the readmit period', () => {
+    const z = new ZoneRegistry(['a', 'b'], 3000, 0, 2000);
+    z.seen('a', '127.0.0.1', 'http://x', 100);
+    assert.deepEqual(z.live(200), ['a'], 'first contact after start is not fenced');
+    assert.deepEqual(z.live(5000), [], 'silent past the grace');
+    z.seen('a', '127.0.0.1', 'http://x', 6000);
+    assert.equal(z.isReady('a', 6100), true);
+    assert.equal(z.routable('a', 6100), false, 'fenced: takes no traffic yet');
+    assert.deepEqual(z.live(6100), []);
+    assert.equal(z.list(6100)[0]?.state, 'readmitting');
+    z.seen('a', '127.0.0.1', 'http://x', 7000);
+    assert.equal(z.routable('a', 8100), true);
+    assert.deepEqual(z.live(8100), ['a']);
+  });
+
+  it('fences a zone taken down and up again', () => {
+    const z = new ZoneRegistry(['a'], 3000, 0, 60_000);
+    z.seen('a', '127.0.0.1', 'http://x');
+    z.setDown('a', true);
+    z.setDown('a', false);
+    assert.equal(z.routable('a'), false);
+    assert.deepEqual(z.live(), []);
+  });
+});

@@ -6,7 +6,7 @@
 export interface ZoneInfo {
   readonly name: string;
   /** ready: reporting; unavailable: silent past the grace; down: cut off by `lanes zone down`. */
-  readonly state: 'ready' | 'unavailable' | 'down';
+  readonly state: 'ready' | 'readmitting' | 'unavailable' | 'down';
   readonly address: string | null;
   readonly agentUrl: string | null;
   readonly lastSeenAt: string | null;
@@ -19,11 +19,25 @@ export class ZoneRegistry {
   readonly #graceMs: number;
   readonly #down = new Set<string>();
   readonly #startedAt: number;
+  readonly #readmitMs: number;
+  /** Zones back from an outage, fenced until then: their instances take no traffic and count for nothing. */
+  readonly #fencedUntil = new Map<string, number>();
 
-  constructor(zones: readonly string[], graceMs: number, now = Date.now()) {
+  constructor(zones: readonly string[], graceMs: number, now = Date.now(), readmitMs = 2000) {
     this.#zones = zones;
     this.#graceMs = graceMs;
     this.#startedAt = now;
+    this.#readmitMs = readmitMs;
+  }
+
+  /** A zone back from an outage is re-admitted only after it has reported for this long. */
+  #fence(zone: string, now: number): void {
+    this.#fencedUntil.set(zone, now + this.#readmitMs);
+  }
+
+  isFenced(zone: string, now = Date.now()): boolean {
+    const until = this.#fencedUntil.get(zone);
+    return until !== undefined && now < until;
   }
 
   /** Marks a zone administratively down (a simulated outage) or up again; true when it changed. */
@@ -31,6 +45,7 @@ export class ZoneRegistry {
     const was = this.#down.has(zone);
     if (down) this.#down.add(zone);
     else this.#down.delete(zone);
+    if (was && !down) this.#fence(zone, Date.now());
     return was !== down;
   }
 
@@ -45,7 +60,7 @@ export class ZoneRegistry {
    */
   routable(zone: string, now = Date.now()): boolean {
     if (this.#down.has(zone)) return false;
-    if (this.isReady(zone, now)) return true;
+    if (this.isReady(zone, now)) return !this.isFenced(zone, now);
     return !this.#lastSeen.has(zone) && now - this.#startedAt <= this.#graceMs;
   }
 
@@ -60,6 +75,8 @@ export class ZoneRegistry {
   /** Records a heartbeat; returns true when the zone just became ready. */
   seen(zone: string, address: string, agentUrl: string, now = Date.now()): boolean {
     const wasReady = this.isReady(zone, now);
+    // Back after being silent: whatever its instances did meanwhile, they wait to be re-admitted.
+    if (!wasReady && this.#lastSeen.has(zone) && !this.#down.has(zone)) this.#fence(zone, now);
     this.#lastSeen.set(zone, now);
     this.#info.set(zone, { address, agentUrl });
     return !wasReady;
@@ -76,6 +93,11 @@ export class ZoneRegistry {
     return this.#zones.filter((z) => this.isReady(z, now));
   }
 
+  /** Zones whose instances count: ready and not fenced after an outage. */
+  live(now = Date.now()): string[] {
+    return this.#zones.filter((z) => this.isReady(z, now) && !this.isFenced(z, now));
+  }
+
   agentUrl(zone: string): string | null {
     return this.#info.get(zone)?.agentUrl ?? null;
   }
@@ -86,7 +108,7 @@ export class ZoneRegistry {
       const info = this.#info.get(name);
       return {
         name,
-        state: this.#down.has(name) ? 'down' : this.isReady(name, now) ? 'ready' : 'unavailable',
+        state: this.#down.has(name) ? 'down' : !this.isReady(name, now) ? 'unavailable' : this.isFenced(name, now) ? 'readmitting' : 'ready',
         address: info?.address ?? null,
         agentUrl: info?.agentUrl ?? null,
         lastSeenAt: t === undefined ? null : new Date(t).toISOString(),

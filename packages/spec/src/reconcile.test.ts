@@ -96,6 +96,30 @@ describe('decideEnvironment', () => {
     assert.equal(empty.gone, true);
   });
 
+  it('reschedules the instances of a dark zone into the surviving zones, keeping two zones in a double lane', () => {
+    const v = view({
+      lane: 'double',
+      zones: ['b', 'c'],
+      scales: { worker: 0 },
+      instances: [inst('w1', 'web', 'a'), inst('w2', 'web', 'b')],
+    });
+    const plan = decideEnvironment(v, new Set(['b', 'c']));
+    const creates = plan.actions.filter((a) => a.type === 'create');
+    assert.deepEqual(creates.map((a) => (a.type === 'create' ? `${a.service}@${a.zone}` : '')), ['web@c']);
+    assert.match(creates[0]?.reason ?? '', /1 in dark zone a/);
+    assert.ok(!plan.actions.some((a) => a.type === 'retire'), 'the dark copy is not touched while its zone is away');
+  });
+
+  it('rebalances when the zone returns: the newest surplus copy goes, one per zone stays', () => {
+    const v = view({
+      lane: 'double',
+      scales: { worker: 0 },
+      instances: [inst('w1', 'web', 'a', { createdAt: '2026-01-01T00:00:01Z' }), inst('w2', 'web', 'b', { createdAt: '2026-01-01T00:00:02Z' }), inst('w3', 'web', 'c', { createdAt: '2026-01-01T00:00:09Z' })],
+    });
+    const plan = decideEnvironment(v, new Set(zones));
+    assert.deepEqual(plan.actions.map((a) => (a.type === 'retire' ? a.id : a.type)), ['w3']);
+  });
+
   it('converges: applying plans repeatedly reaches the asked counts and then stops changing (property)', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 0, max: 8 }), fc.constantFrom('single' as const, 'double' as const), fc.integer({ min: 1, max: 3 }), (web, worker, lane, nz) => {

@@ -82,22 +82,29 @@ export function decideEnvironment(env: EnvironmentView, reportingZones: Readonly
   let progressing = false;
   let failed: string | null = null;
 
+  // Instances in a zone that is dark (unavailable or down) still exist and may come back,
+  // but they serve nobody: the service is counted, placed and scaled on the live zones only,
+  // so their work is rescheduled into the surviving zones. When the zone returns, the copies
+  // beyond the asked count are the surplus retired below, most crowded zone first.
+  const live = new Set(env.zones);
   for (const svc of release.manifest.services) {
     const want = effectiveCount(askedCount(svc, env.scales), env.lane);
-    const current = running.filter((i) => i.service === svc.name && i.release === release.hash);
+    const current = running.filter((i) => i.service === svc.name && i.release === release.hash && live.has(i.zone));
+    const dark = running.filter((i) => i.service === svc.name && i.release === release.hash && !live.has(i.zone));
     const old = running.filter((i) => i.service === svc.name && i.release !== release.hash);
     const healthy = current.filter((i) => i.healthy);
 
     if (current.length < want) {
       const perZone = new Map<string, number>();
       for (const i of current) perZone.set(i.zone, (perZone.get(i.zone) ?? 0) + 1);
+      const lost = dark.length > 0 ? ` (${dark.length} in dark zone${dark.length > 1 ? 's' : ''} ${[...new Set(dark.map((i) => i.zone))].join(', ')})` : '';
       for (const zone of chooseZones(want - current.length, env.zones, perZone)) {
         actions.push({
           type: 'create',
           service: svc.name,
           release: release.hash,
           zone,
-          reason: `service ${svc.name} has ${current.length} of ${want} instances; placing one in zone ${zone}, the least loaded`,
+          reason: `service ${svc.name} has ${current.length} of ${want} instances in live zones${lost}; placing one in zone ${zone}, the least loaded`,
         });
       }
     } else if (current.length > want) {
