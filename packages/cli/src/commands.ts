@@ -24,7 +24,7 @@ import {
   type Release,
 } from './model.js';
 import { sleep } from './procs.js';
-import { deployAndFollow, envPath, loadPackage } from './rollout.js';
+import { deployAndFollow, envPath, followRollout, loadPackage } from './rollout.js';
 
 export interface CommandContext {
   readonly config: CliConfig;
@@ -245,6 +245,24 @@ export async function scaleCommand(ctx: CommandContext, argv: readonly string[])
   const s = decodeService(res.body);
   const effective = s.effectiveInstances !== s.instances ? ` (${s.effectiveInstances} after the lane rule)` : '';
   ctx.io.line(`scaled ${s.name} of ${ref.tenant}/${ref.environment} to ${s.instances} instance${s.instances === 1 ? '' : 's'}${effective}`);
+  return 0;
+}
+
+/** `lanes rollback TENANT/ENV [RELEASE] [--timeout 120s]`: back to RELEASE (id prefix or version), by default the one before. */
+export async function rollbackCommand(ctx: CommandContext, argv: readonly string[]): Promise<number> {
+  const args = parseCommandArgs('rollback', argv, { timeout: { type: 'string' } });
+  if (args.help) return printUsage(ctx.io, 'rollback');
+  expectPositionals('rollback', args.positionals, 1, 2, usageOf('rollback'));
+  const ref = parseEnvRef(args.positionals[0] ?? '');
+  const target = args.positionals[1];
+  const timeoutMs = args.values.timeout === undefined ? 120_000 : parseTimeoutMs('timeout', args.values.timeout);
+  const { api } = await connect(ctx.config);
+  const started = Date.now();
+  const res = await api.request('POST', `${envPath(ref.tenant, ref.environment)}/rollback`, { json: target === undefined ? {} : { release: target } });
+  const release = decodeRelease(res.body);
+  ctx.io.line(`rolling back ${ref.tenant}/${ref.environment} to release ${shortId(release.id)} (version ${release.version})`);
+  await followRollout(api, ctx.io, ref.tenant, ref.environment, release, started + timeoutMs, timeoutMs);
+  ctx.io.line(`release ${shortId(release.id)} (version ${release.version}) is live on ${ref.tenant}/${ref.environment}`);
   return 0;
 }
 

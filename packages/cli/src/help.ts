@@ -84,6 +84,10 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
   },
   events: { usage: 'lanes events [TENANT[/ENV]] [--follow]', summary: 'print platform events, oldest first' },
   releases: { usage: 'lanes releases TENANT/ENV', summary: 'list the releases of an environment' },
+  rollback: {
+    usage: 'lanes rollback TENANT/ENV [RELEASE] [--timeout 120s]',
+    summary: 'go back to an earlier release (id prefix or version; by default the one before the current) and follow its rollout',
+  },
   zone: {
     usage: 'lanes zone list|down|up [ZONE]',
     summary: 'show zones, or simulate an availability-zone outage',
@@ -107,7 +111,7 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
   help: { usage: 'lanes help [COMMAND]', summary: 'show help' },
 };
 
-const TOP_LEVEL = ['up', 'down', 'tenant', 'env', 'deploy', 'status', 'scale', 'logs', 'events', 'releases', 'zone', 'help'];
+const TOP_LEVEL = ['up', 'down', 'tenant', 'env', 'deploy', 'status', 'scale', 'logs', 'events', 'releases', 'rollback', 'zone', 'help'];
 
 export function usageOf(command: string): string {
   return HELP[command]?.usage ?? `lanes ${command}`;

@@ -3,7 +3,7 @@
  * `lanes: <message>` on stderr with exit code 1 (2 for usage errors), never a stack trace.
  */
 import { readFileSync } from 'node:fs';
-import { deployCommand, envCommand, eventsCommand, logsCommand, releasesCommand, scaleCommand, statusCommand, tenantCommand, type CommandContext } from './commands.js';
+import { deployCommand, envCommand, eventsCommand, logsCommand, releasesCommand, rollbackCommand, scaleCommand, statusCommand, tenantCommand, type CommandContext } from './commands.js';
 import { renderError, UsageError } from './errors.js';
 import { HELP, printUsage } from './help.js';
 import { configFromEnv, type CliConfig } from './home.js';
@@ -24,6 +24,7 @@ const COMMANDS: Readonly<Record<string, Handler>> = {
   logs: logsCommand,
   events: eventsCommand,
   releases: releasesCommand,
+  rollback: rollbackCommand,
   zone: zoneCommand,
 };
 

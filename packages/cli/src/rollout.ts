@@ -75,7 +75,16 @@ export async function followRollout(
   const printed = new Map<string, string>();
   let lastSummary = 'no status yet';
   for (;;) {
-    const status = decodeEnvironmentStatus(await api.get(envPath(tenant, environment)));
+    const raw = await api.get(envPath(tenant, environment));
+    const status = decodeEnvironmentStatus(raw);
+    if (status.release !== null && status.release !== release.id) {
+      // The platform's circuit breaker (or someone else) moved the environment to another release.
+      const rb = lastRollback(raw);
+      if (rb && rb.from === release.id) {
+        throw new CliError(`rollout of release ${shortId(release.id)} failed and was rolled back to ${shortId(rb.to)}: ${rb.reason}`);
+      }
+      throw new CliError(`release ${shortId(release.id)} is no longer the current release of ${tenant}/${environment} (now ${shortId(status.release)}); see lanes events ${tenant}/${environment}`);
+    }
     const progress = rolloutProgress(status);
     for (const line of progress) {
       const key = line.slice(0, line.indexOf(':'));
@@ -104,4 +113,16 @@ export async function followRollout(
     }
     await sleep(POLL_INTERVAL_MS);
   }
+}
+
+/** The environment status's `lastRollback`, read defensively. */
+function lastRollback(raw: unknown): { from: string; to: string; reason: string } | null {
+  if (typeof raw !== 'object' || raw === null || !('lastRollback' in raw)) return null;
+  const rb: unknown = raw.lastRollback;
+  if (typeof rb !== 'object' || rb === null) return null;
+  const get = (k: string): string => {
+    const v: unknown = (rb as Record<string, unknown>)[k];
+    return typeof v === 'string' ? v : '';
+  };
+  return { from: get('from'), to: get('to'), reason: get('reason') };
 }

@@ -28,6 +28,7 @@ const tenantBody = z.strictObject({ name: z.string() });
 const envBody = z.strictObject({ name: z.string(), lane: z.string().optional(), egress: z.array(z.string()).nullable().optional() });
 const egressBody = z.strictObject({ allow: z.array(z.string()).max(100).nullable() });
 const zoneBody = z.strictObject({ state: z.enum(['down', 'up']) });
+const rollbackBody = z.strictObject({ release: z.string().optional() });
 const scaleBody = z.strictObject({ instances: z.number().int().min(0, 'must be 0 or more').max(50, 'must be at most 50') });
 const eventsQuery = z.object({
   tenant: z.string().optional(),
@@ -162,6 +163,7 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
       services,
       instances,
       rollout: rollout && env.currentRelease ? { release: env.currentRelease, ...rollout } : null,
+      lastRollback: platform.rollbacks.get(env.id) ?? null,
       conditions: [
         {
           type: 'Ready',
@@ -193,6 +195,10 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
       return reply.code(r.unchanged ? 200 : 201).send({ ...releaseOut(r.release), unchanged: r.unchanged });
     },
   );
+  app.post<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/rollback', async (req, reply) => {
+    const body = parseInput(rollbackBody, req.body ?? {});
+    return reply.code(202).send(releaseOut(await platform.rollbackTo(req.params.tenant, req.params.env, body.release)));
+  });
   app.get<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/releases', async (req) => {
     const env = await platform.environment(req.params.tenant, req.params.env);
     return { items: (await platform.store.listReleases(env.id)).map(releaseOut) };

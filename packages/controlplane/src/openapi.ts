@@ -110,6 +110,14 @@ export const openApiDocument = {
         responses: { '201': ok(ref('Release'), 'deploying'), '200': ok(ref('Release'), 'already the current release'), '413': problem, ...errors },
       },
     },
+    '/v1/tenants/{tenant}/environments/{env}/rollback': {
+      parameters: [tenantP, envP],
+      post: {
+        summary: 'Roll back to an earlier release (id prefix or version), by default the one before the current',
+        requestBody: json({ type: 'object', properties: { release: str } }),
+        responses: { '202': ok(ref('Release'), 'rolling back'), ...errors },
+      },
+    },
     '/v1/tenants/{tenant}/environments/{env}/services': {
       parameters: [tenantP, envP],
       get: { summary: 'Services of the current release', responses: { '200': ok(list('Service')), ...errors } },

@@ -19,6 +19,7 @@ import {
   NotFoundError,
   TooLargeError,
   askedCount,
+  DEFAULT_ROLLOUT_DEADLINE_MS,
   checkLane,
   checkName,
   decideEnvironment,
@@ -91,6 +92,10 @@ export class Platform {
   #stopped = false;
   readonly #manifests = new Map<string, Manifest>();
   readonly #rollouts = new Map<string, string>();
+  /** When the rollout of an environment's current release began (for its deadline). */
+  readonly #rolloutSince = new Map<string, { hash: string; since: number }>();
+  /** The last automatic rollback per environment, shown in its status. */
+  readonly rollbacks = new Map<string, { from: string; to: string; reason: string; time: string }>();
   readonly #readyZones = new Set<string>();
 
   constructor(store: Store, config: Config, log: Logger) {
@@ -245,6 +250,17 @@ export class Platform {
       return;
     }
     if (plan.rollout && view.release) {
+      // Circuit breaker: a release that crash-loops, or is not healthy within its deadline,
+      // is rolled back to the release that served before it.
+      const since = this.#rolloutSince.get(env.id);
+      if (!since || since.hash !== view.release.hash) this.#rolloutSince.set(env.id, { hash: view.release.hash, since: Date.now() });
+      const startedAt = this.#rolloutSince.get(env.id)?.since ?? Date.now();
+      const deadlineMs = view.release.manifest.deadlineMs ?? DEFAULT_ROLLOUT_DEADLINE_MS;
+      const overdue = plan.rollout.state === 'progressing' && Date.now() - startedAt > deadlineMs;
+      if (plan.rollout.state === 'failed' || overdue) {
+        const reason = overdue ? `not healthy within its deadline of ${Math.round(deadlineMs / 1000)}s (${plan.rollout.message})` : plan.rollout.message;
+        if (await this.rollBack(env, view.release.hash, reason)) return;
+      }
       const key = `${view.release.hash}:${plan.rollout.state}`;
       if (this.#rollouts.get(env.id) !== key) {
         this.#rollouts.set(env.id, key);
@@ -262,6 +278,59 @@ export class Platform {
         }
       }
     }
+  }
+
+  /**
+   * Points the environment back at the release that served before `failed`; false when
+   * there is none (a first release that fails stays, failed, for the user to fix).
+   */
+  async rollBack(env: Environment, failed: string, reason: string): Promise<boolean> {
+    const releases = await this.store.listReleases(env.id);
+    const previous = releases.find((r) => r.hash !== failed && (r.status === 'active' || r.status === 'superseded'));
+    const bad = releases.find((r) => r.hash === failed);
+    if (bad && bad.status !== 'failed') await this.store.setReleaseStatus(env.id, failed, 'failed');
+    if (!previous) return false;
+    await this.store.setReleaseStatus(env.id, previous.hash, 'deploying');
+    await this.store.setCurrentRelease(env.id, previous.hash);
+    this.#rollouts.delete(env.id);
+    const from = failed.slice(0, 12);
+    const to = previous.hash.slice(0, 12);
+    this.rollbacks.set(env.id, { from: failed, to: previous.hash, reason, time: new Date().toISOString() });
+    this.log.warn({ tenant: env.tenant, environment: env.name, from, to, reason }, 'release rolled back');
+    await this.event({
+      tenant: env.tenant,
+      environment: env.name,
+      reason: 'RolledBack',
+      object: `release/${from}`,
+      message: `rolled back release ${from} (version ${bad?.version ?? '?'}) to ${to} (version ${previous.version}): ${reason}`,
+    });
+    return true;
+  }
+
+  /** `lanes rollback`: back to a given release (id prefix or version) or to the one before the current. */
+  async rollbackTo(tenant: string, name: string, target: unknown): Promise<Release> {
+    const env = await this.environment(tenant, name);
+    if (env.phase === 'deleting') throw new ConflictError(`environment ${tenant}/${name} is being deleted`);
+    const releases = await this.store.listReleases(env.id);
+    let to: Release | undefined;
+    if (target === undefined || target === null) {
+      to = releases.find((r) => r.hash !== env.currentRelease && (r.status === 'active' || r.status === 'superseded'));
+      if (!to) throw new NotFoundError(`${tenant}/${name} has no earlier release that served; see lanes releases ${tenant}/${name}`);
+    } else {
+      if (typeof target !== 'string' || !/^([0-9a-f]{6,64}|\d{1,9})$/.test(target)) {
+        throw new InputError(`release: ${JSON.stringify(target)} is neither a release id (at least 6 hex digits) nor a version number`, 'release');
+      }
+      const matches = /^\d+$/.test(target) && target.length < 6 ? releases.filter((r) => r.version === Number(target)) : releases.filter((r) => r.hash.startsWith(target));
+      if (matches.length !== 1) throw new NotFoundError(`release ${JSON.stringify(target)} ${matches.length ? 'is ambiguous' : 'not found'} in ${tenant}/${name}; see lanes releases ${tenant}/${name}`);
+      to = matches[0] as Release;
+    }
+    if (to.hash === env.currentRelease) return to;
+    if (env.currentRelease) await this.store.setReleaseStatus(env.id, env.currentRelease, 'superseded');
+    await this.store.setReleaseStatus(env.id, to.hash, 'deploying');
+    await this.store.setCurrentRelease(env.id, to.hash);
+    this.#rollouts.delete(env.id);
+    await this.event({ tenant, environment: name, reason: 'RollbackRequested', object: `release/${to.hash.slice(0, 12)}`, message: `rolling back to release ${to.hash.slice(0, 12)} (version ${to.version}) on request` });
+    return { ...to, status: 'deploying' };
   }
 
   // ---- feeds ------------------------------------------------------------------------

@@ -26,6 +26,7 @@ describe('parseManifest', () => {
       services: [
         { name: 'web', command: 'node server.js', argv: ['node', 'server.js'], instances: 1, http: false, path: null, port: null, health: null, env: {}, stopGraceMs: 10_000, allowFrom: null },
       ],
+      deadlineMs: 60_000,
     });
   });
 
@@ -188,5 +189,12 @@ describe('security groups in the manifest', () => {
       () => parseManifest('name: t\nservices:\n  web: { command: node web.js, http: true }\n  api: { command: node api.js, allow_from: [wbe] }\n'),
       /services\.api\.allow_from\.0: "wbe" is not a service of this app; it has web, api/,
     );
+  });
+});
+
+describe('rollout deadline', () => {
+  it('reads deadline as the time a release has to become healthy', () => {
+    assert.equal(parseManifest('name: t\ndeadline: 45s\nservices:\n  web: { command: node w.js }\n').deadlineMs, 45_000);
+    assert.throws(() => parseManifest('name: t\ndeadline: soon\nservices:\n  web: { command: node w.js }\n'), /deadline: "soon" is not a duration/);
   });
 });

@@ -46,6 +46,8 @@ const serviceSchema = z.strictObject({
 const manifestSchema = z.strictObject({
   name: z.string(),
   services: z.record(z.string(), serviceSchema),
+  /** How long a release may take to become healthy before it is rolled back. */
+  deadline: duration.optional(),
 });
 
 export interface HealthCheckSpec {
@@ -81,10 +83,13 @@ export interface ServiceSpec {
 export interface Manifest {
   readonly name: string;
   readonly services: readonly ServiceSpec[];
+  /** A rollout not healthy within this is rolled back to the previous release. @default 60000 */
+  readonly deadlineMs: number;
 }
 
 export const HEALTH_DEFAULTS = { intervalMs: 1000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 } as const;
 export const DEFAULT_STOP_GRACE_MS = 10_000;
+export const DEFAULT_ROLLOUT_DEADLINE_MS = 60_000;
 
 function pathOf(path: readonly PropertyKey[]): string {
   return path.map((p) => String(p)).join('.') || '(root)';
@@ -112,7 +117,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 }
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
-  root: ['name', 'services'],
+  root: ['name', 'services', 'deadline'],
   service: ['command', 'instances', 'http', 'path', 'port', 'health', 'env', 'stop_grace', 'allow_from'],
   health: ['path', 'interval', 'timeout', 'healthy_threshold', 'unhealthy_threshold'],
 };
@@ -242,7 +247,7 @@ export function validateManifest(input: unknown): Manifest {
     if (other) throw new InputError(`lanes.yaml: services.${s.name}.port: ${s.port} is already used by ${other}`, `services.${s.name}.port`);
     ports.set(s.port, s.name);
   }
-  return { name: m.name, services };
+  return { name: m.name, services, deadlineMs: m.deadline !== undefined ? parseDurationMs(m.deadline) : DEFAULT_ROLLOUT_DEADLINE_MS };
 }
 
 /** Parses and validates the text of a `lanes.yaml`. */

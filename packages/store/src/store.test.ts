@@ -17,6 +17,7 @@ const uniq = (prefix: string): string => `${prefix}${++seq}`;
 
 const manifest: Manifest = {
   name: 'shop',
+  deadlineMs: 60_000,
   services: [
     {
       name: 'web',
