@@ -56,6 +56,28 @@ describe('rollouts: automatic and manual rollback', () => {
     assert.ok(events.body.items.some((e) => e.reason === 'RolledBack'));
   });
 
+  it('replaces instances on a new release without failing a request; in-flight requests on old instances finish', async () => {
+    const v3 = await tempDir('lanes-v3-');
+    await cp(helloDir, v3, { recursive: true });
+    await writeFile(path.join(v3, 'VERSION'), '3\n');
+    const before = await p.waitReady('ro/prod');
+    const load = new LoadClient(p.httpPort, p.host('prod', 'ro'), 4);
+    // A slow request that starts on an old instance before the deploy and ends after it.
+    const slow = p.get(p.host('prod', 'ro'), '/slow?ms=4000');
+    const r = await p.cli(['deploy', 'ro/prod', v3], 120_000);
+    const slowRes = await slow;
+    await load.stop();
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(slowRes.status, 200, `the slow request finished: ${slowRes.text}`);
+    const servedBy = (JSON.parse(slowRes.text) as { release: string }).release;
+    assert.equal(servedBy, before.release, 'it was served by the old release, drained rather than killed');
+    assert.equal(load.failed, 0, `failed requests during the rollout: ${load.failures.join('; ')}`);
+    await waitFor('only the new release runs once settled (old instances stopped and forgotten)', async () => {
+      const st = await p.status('ro/prod');
+      return st.rollout?.state === 'complete' && st.instances.every((i) => i.release === st.release);
+    }, { timeoutMs: 30_000 });
+  });
+
   it('goes back to an earlier release on request with lanes rollback', async () => {
     const v2 = await tempDir('lanes-v2-');
     await cp(helloDir, v2, { recursive: true });
