@@ -78,6 +78,31 @@ describe('rollouts: automatic and manual rollback', () => {
     }, { timeoutMs: 30_000 });
   });
 
+  it('restarts rolling without a failed request, and stops and starts a service', async () => {
+    const before = await p.waitReady('ro/prod');
+    const load = new LoadClient(p.httpPort, p.host('prod', 'ro'), 4);
+    const r = await p.cli(['restart', 'ro/prod', 'web'], 120_000);
+    await load.stop();
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(load.failed, 0, `failed requests during the restart: ${load.failures.join('; ')}`);
+    const after = await waitFor('old web instances replaced', async () => {
+      const st = await p.status('ro/prod');
+      const web = st.instances.filter((i) => i.service === 'web');
+      return web.length === 2 && web.every((i) => i.healthy && i.desired === 'running') ? st : false;
+    }, { timeoutMs: 30_000 });
+    const oldWeb = before.instances.filter((i) => i.service === 'web').map((i) => i.id);
+    assert.ok(after.instances.filter((i) => i.service === 'web').every((i) => !oldWeb.includes(i.id)), 'every web instance is new');
+    assert.equal(after.instances.find((i) => i.service === 'worker')?.id, before.instances.find((i) => i.service === 'worker')?.id, 'the worker was left alone');
+
+    const stop = await p.cli(['stop', 'ro/prod', 'web'], 60_000);
+    assert.equal(stop.code, 0, stop.stderr);
+    assert.equal((await p.status('ro/prod')).instances.filter((i) => i.service === 'web').length, 0);
+    await waitFor('the gateway has no web instance left', async () => (await p.get(p.host('prod', 'ro'))).status === 503);
+    const start = await p.cli(['start', 'ro/prod', 'web'], 120_000);
+    assert.equal(start.code, 0, start.stderr);
+    assert.equal((await p.get(p.host('prod', 'ro'))).status, 200);
+  });
+
   it('goes back to an earlier release on request with lanes rollback', async () => {
     const v2 = await tempDir('lanes-v2-');
     await cp(helloDir, v2, { recursive: true });

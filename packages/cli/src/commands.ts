@@ -266,6 +266,43 @@ export async function rollbackCommand(ctx: CommandContext, argv: readonly string
   return 0;
 }
 
+/** `lanes stop|start|restart TENANT/ENV [SERVICE] [--timeout 120s]`, following the result. */
+export function runStateCommand(action: 'stop' | 'start' | 'restart') {
+  return async (ctx: CommandContext, argv: readonly string[]): Promise<number> => {
+    const args = parseCommandArgs(action, argv, { timeout: { type: 'string' } });
+    if (args.help) return printUsage(ctx.io, action);
+    expectPositionals(action, args.positionals, 1, 2, usageOf(action));
+    const ref = parseEnvRef(args.positionals[0] ?? '');
+    const service = args.positionals[1] === undefined ? undefined : checkName('service', args.positionals[1]);
+    const timeoutMs = args.values.timeout === undefined ? 120_000 : parseTimeoutMs('timeout', args.values.timeout);
+    const { api } = await connect(ctx.config);
+    const started = Date.now();
+    await api.request('POST', `${envPath(ref.tenant, ref.environment)}/${action}`, { json: service === undefined ? {} : { service } });
+    const what = service ? `${service} of ${ref.tenant}/${ref.environment}` : `${ref.tenant}/${ref.environment}`;
+    if (action === 'stop') {
+      ctx.io.line(`stopping ${what}…`);
+      for (;;) {
+        const status = decodeEnvironmentStatus(await api.get(envPath(ref.tenant, ref.environment)));
+        const left = status.instances.filter((i) => service === undefined || i.service === service).length;
+        if (left === 0) break;
+        if (Date.now() - started > timeoutMs) throw new CliError(`${what} did not stop within ${Math.round(timeoutMs / 1000)}s (${left} instance${left === 1 ? '' : 's'} left); see lanes status ${ref.tenant}/${ref.environment}`);
+        await sleep(500);
+      }
+      ctx.io.line(`stopped ${what}`);
+      return 0;
+    }
+    ctx.io.line(`${action === 'start' ? 'starting' : 'restarting'} ${what}…`);
+    const status = decodeEnvironmentStatus(await api.get(envPath(ref.tenant, ref.environment)));
+    if (status.release === null) throw new CliError(`${ref.tenant}/${ref.environment} has no release yet; deploy one first`);
+    const releases = decodeItems(await api.get(`${envPath(ref.tenant, ref.environment)}/releases`), 'releases', decodeRelease);
+    const release = releases.find((r) => r.id === status.release);
+    if (!release) throw new CliError(`release ${shortId(status.release)} of ${ref.tenant}/${ref.environment} not found`);
+    await followRollout(api, ctx.io, ref.tenant, ref.environment, release, started + timeoutMs, timeoutMs);
+    ctx.io.line(`${action === 'start' ? 'started' : 'restarted'} ${what}`);
+    return 0;
+  };
+}
+
 /** `lanes releases TENANT/ENV` */
 export async function releasesCommand(ctx: CommandContext, argv: readonly string[]): Promise<number> {
   const args = parseCommandArgs('releases', argv, {});

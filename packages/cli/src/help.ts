@@ -84,6 +84,9 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
   },
   events: { usage: 'lanes events [TENANT[/ENV]] [--follow]', summary: 'print platform events, oldest first' },
   releases: { usage: 'lanes releases TENANT/ENV', summary: 'list the releases of an environment' },
+  stop: { usage: 'lanes stop TENANT/ENV [SERVICE] [--timeout 120s]', summary: 'stop an environment or one service: its instances are drained and stopped' },
+  start: { usage: 'lanes start TENANT/ENV [SERVICE] [--timeout 120s]', summary: 'start a stopped environment or service and wait until it is healthy' },
+  restart: { usage: 'lanes restart TENANT/ENV [SERVICE] [--timeout 120s]', summary: 'rolling restart: replacements first, then the old instances are drained' },
   rollback: {
     usage: 'lanes rollback TENANT/ENV [RELEASE] [--timeout 120s]',
     summary: 'go back to an earlier release (id prefix or version; by default the one before the current) and follow its rollout',
@@ -111,7 +114,7 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
   help: { usage: 'lanes help [COMMAND]', summary: 'show help' },
 };
 
-const TOP_LEVEL = ['up', 'down', 'tenant', 'env', 'deploy', 'status', 'scale', 'logs', 'events', 'releases', 'rollback', 'zone', 'help'];
+const TOP_LEVEL = ['up', 'down', 'tenant', 'env', 'deploy', 'status', 'scale', 'logs', 'events', 'releases', 'rollback', 'stop', 'start', 'restart', 'zone', 'help'];
 
 export function usageOf(command: string): string {
   return HELP[command]?.usage ?? `lanes ${command}`;

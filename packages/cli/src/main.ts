@@ -3,7 +3,7 @@
  * `lanes: <message>` on stderr with exit code 1 (2 for usage errors), never a stack trace.
  */
 import { readFileSync } from 'node:fs';
-import { deployCommand, envCommand, eventsCommand, logsCommand, releasesCommand, rollbackCommand, scaleCommand, statusCommand, tenantCommand, type CommandContext } from './commands.js';
+import { deployCommand, envCommand, eventsCommand, logsCommand, releasesCommand, rollbackCommand, runStateCommand, scaleCommand, statusCommand, tenantCommand, type CommandContext } from './commands.js';
 import { renderError, UsageError } from './errors.js';
 import { HELP, printUsage } from './help.js';
 import { configFromEnv, type CliConfig } from './home.js';
@@ -25,6 +25,9 @@ const COMMANDS: Readonly<Record<string, Handler>> = {
   events: eventsCommand,
   releases: releasesCommand,
   rollback: rollbackCommand,
+  stop: runStateCommand('stop'),
+  start: runStateCommand('start'),
+  restart: runStateCommand('restart'),
   zone: zoneCommand,
 };
 

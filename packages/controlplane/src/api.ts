@@ -29,6 +29,7 @@ const envBody = z.strictObject({ name: z.string(), lane: z.string().optional(), 
 const egressBody = z.strictObject({ allow: z.array(z.string()).max(100).nullable() });
 const zoneBody = z.strictObject({ state: z.enum(['down', 'up']) });
 const rollbackBody = z.strictObject({ release: z.string().optional() });
+const runBody = z.strictObject({ service: z.string().optional() });
 const scaleBody = z.strictObject({ instances: z.number().int().min(0, 'must be 0 or more').max(50, 'must be at most 50') });
 const eventsQuery = z.object({
   tenant: z.string().optional(),
@@ -199,6 +200,13 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
     const body = parseInput(rollbackBody, req.body ?? {});
     return reply.code(202).send(releaseOut(await platform.rollbackTo(req.params.tenant, req.params.env, body.release)));
   });
+  for (const action of ['stop', 'start', 'restart'] as const) {
+    app.post<{ Params: Params }>(`/v1/tenants/:tenant/environments/:env/${action}`, async (req, reply) => {
+      const body = parseInput(runBody, req.body ?? {});
+      await platform.setRunState(req.params.tenant, req.params.env, body.service, action);
+      return reply.code(202).send({ accepted: true, action, service: body.service ?? null });
+    });
+  }
   app.get<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/releases', async (req) => {
     const env = await platform.environment(req.params.tenant, req.params.env);
     return { items: (await platform.store.listReleases(env.id)).map(releaseOut) };

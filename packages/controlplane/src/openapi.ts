@@ -118,6 +118,18 @@ export const openApiDocument = {
         responses: { '202': ok(ref('Release'), 'rolling back'), ...errors },
       },
     },
+    '/v1/tenants/{tenant}/environments/{env}/stop': {
+      parameters: [tenantP, envP],
+      post: { summary: 'Stop the environment or one service (its instances are drained and stopped)', requestBody: json({ type: 'object', properties: { service: str } }), responses: { '202': ok({ type: 'object' }, 'accepted'), ...errors } },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/start': {
+      parameters: [tenantP, envP],
+      post: { summary: 'Start a stopped environment or service', requestBody: json({ type: 'object', properties: { service: str } }), responses: { '202': ok({ type: 'object' }, 'accepted'), ...errors } },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/restart': {
+      parameters: [tenantP, envP],
+      post: { summary: 'Rolling restart: replacements first, then the old instances are drained', requestBody: json({ type: 'object', properties: { service: str } }), responses: { '202': ok({ type: 'object' }, 'accepted'), ...errors } },
+    },
     '/v1/tenants/{tenant}/environments/{env}/services': {
       parameters: [tenantP, envP],
       get: { summary: 'Services of the current release', responses: { '200': ok(list('Service')), ...errors } },

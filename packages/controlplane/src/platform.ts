@@ -191,6 +191,7 @@ export class Platform {
       phase: env.phase,
       release,
       scales: await this.store.getScales(env.id),
+      run: await this.store.getRunStates(env.id),
       zones: this.zones.live(),
       instances: rows.map((r) => ({
         id: r.id,
@@ -597,6 +598,24 @@ export class Platform {
     const info = (await this.services(env)).find((s) => s.name === service);
     if (!info) throw new NotFoundError(`service ${service} not found`);
     return info;
+  }
+
+  /** `lanes stop|start|restart TENANT/ENV [SERVICE]`. */
+  async setRunState(tenant: string, name: string, service: string | undefined, action: 'stop' | 'start' | 'restart'): Promise<void> {
+    const env = await this.environment(tenant, name);
+    if (env.phase === 'deleting') throw new ConflictError(`environment ${tenant}/${name} is being deleted`);
+    if (service !== undefined) {
+      checkName('service', service);
+      const manifest = env.currentRelease ? await this.manifestOf(env.id, env.currentRelease) : null;
+      if (!manifest?.services.some((s) => s.name === service)) {
+        throw new NotFoundError(`service ${JSON.stringify(service)} is not in the running release of ${tenant}/${name}${manifest ? `; it has ${manifest.services.map((s) => s.name).join(', ')}` : ''}`);
+      }
+    }
+    const change = action === 'stop' ? { stopped: true } : action === 'start' ? { stopped: false } : { stopped: false, restart: true };
+    await this.store.setRunState(env.id, service ?? null, change);
+    const what = service ? `service ${service}` : `environment ${tenant}/${name}`;
+    const verb = action === 'stop' ? 'stopping' : action === 'start' ? 'starting' : 'restarting (replacements first, then the old instances)';
+    await this.event({ tenant, environment: name, reason: action === 'stop' ? 'Stopped' : action === 'start' ? 'Started' : 'Restarted', object: service ? `service/${service}` : `environment/${tenant}/${name}`, message: `${verb} ${what}` });
   }
 
   async services(env: Environment): Promise<ServiceInfo[]> {

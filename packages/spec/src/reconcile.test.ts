@@ -120,6 +120,23 @@ describe('decideEnvironment', () => {
     assert.deepEqual(plan.actions.map((a) => (a.type === 'retire' ? a.id : a.type)), ['w3']);
   });
 
+  it('stops a service (retires all its instances) and leaves the others', () => {
+    const v = view({ instances: [inst('w1', 'web', 'a'), inst('w2', 'web', 'b'), inst('k1', 'worker', 'c')], run: { environment: { stopped: false, restartedAt: null }, services: { web: { stopped: true, restartedAt: null } } } });
+    const plan = decideEnvironment(v, new Set(zones));
+    assert.deepEqual(plan.actions.map((a) => (a.type === 'retire' ? a.id : a.type)).sort(), ['w1', 'w2']);
+  });
+
+  it('restarts by replacing instances created before the restart, new ones first', () => {
+    const run = { environment: { stopped: false, restartedAt: '2026-01-01T00:00:05Z' }, services: {} };
+    const olds = [inst('w1', 'web', 'a', { createdAt: '2026-01-01T00:00:01Z' }), inst('w2', 'web', 'b', { createdAt: '2026-01-01T00:00:01Z' }), inst('k1', 'worker', 'c', { createdAt: '2026-01-01T00:00:01Z' })];
+    const first = decideEnvironment(view({ run, instances: olds }), new Set(zones));
+    assert.equal(first.actions.filter((a) => a.type === 'create').length, 3);
+    assert.ok(!first.actions.some((a) => a.type === 'retire'), 'nothing stops before its replacement is healthy');
+    const fresh = [inst('n1', 'web', 'a', { createdAt: '2026-01-01T00:00:06Z' }), inst('n2', 'web', 'b', { createdAt: '2026-01-01T00:00:06Z' }), inst('n3', 'worker', 'c', { createdAt: '2026-01-01T00:00:06Z' })];
+    const second = decideEnvironment(view({ run, instances: [...olds, ...fresh] }), new Set(zones));
+    assert.deepEqual(second.actions.map((a) => (a.type === 'retire' ? a.id : a.type)).sort(), ['k1', 'w1', 'w2']);
+  });
+
   it('converges: applying plans repeatedly reaches the asked counts and then stops changing (property)', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 0, max: 8 }), fc.constantFrom('single' as const, 'double' as const), fc.integer({ min: 1, max: 3 }), (web, worker, lane, nz) => {

@@ -32,6 +32,17 @@ export interface EnvironmentView {
   /** Zones whose supervisors are reporting, in platform order. */
   readonly zones: readonly string[];
   readonly instances: readonly InstanceView[];
+  /** `lanes stop|start|restart`: of the whole environment and per service. */
+  readonly run?: {
+    readonly environment: RunView;
+    readonly services: Readonly<Record<string, RunView>>;
+  };
+}
+
+export interface RunView {
+  readonly stopped: boolean;
+  /** Instances created before this time are replaced, new ones first (a rolling restart). */
+  readonly restartedAt: string | null;
 }
 
 export type Action =
@@ -88,10 +99,17 @@ export function decideEnvironment(env: EnvironmentView, reportingZones: Readonly
   // beyond the asked count are the surplus retired below, most crowded zone first.
   const live = new Set(env.zones);
   for (const svc of release.manifest.services) {
-    const want = effectiveCount(askedCount(svc, env.scales), env.lane);
-    const current = running.filter((i) => i.service === svc.name && i.release === release.hash && live.has(i.zone));
-    const dark = running.filter((i) => i.service === svc.name && i.release === release.hash && !live.has(i.zone));
-    const old = running.filter((i) => i.service === svc.name && i.release !== release.hash);
+    const runState = env.run?.services[svc.name];
+    const stopped = env.run?.environment.stopped === true || runState?.stopped === true;
+    const want = stopped ? 0 : effectiveCount(askedCount(svc, env.scales), env.lane);
+    const restartedAt = [env.run?.environment.restartedAt, runState?.restartedAt].filter((t): t is string => typeof t === 'string').sort().at(-1);
+    // After a restart, instances created before it count as the previous generation: they
+    // keep serving until their replacements are healthy, exactly as an older release does.
+    const fresh = (i: InstanceView): boolean => restartedAt === undefined || i.createdAt >= restartedAt;
+    const mine = running.filter((i) => i.service === svc.name && i.release === release.hash && fresh(i));
+    const current = mine.filter((i) => live.has(i.zone));
+    const dark = mine.filter((i) => !live.has(i.zone));
+    const old = running.filter((i) => i.service === svc.name && (i.release !== release.hash || !fresh(i)));
     const healthy = current.filter((i) => i.healthy);
 
     if (current.length < want) {
@@ -127,7 +145,15 @@ export function decideEnvironment(env: EnvironmentView, reportingZones: Readonly
 
     if (healthy.length >= want) {
       for (const i of old) {
-        actions.push({ type: 'retire', id: i.id, reason: `release ${release.hash.slice(0, 12)} of service ${svc.name} is ready (${healthy.length}/${want} healthy); retiring the previous release's instance` });
+        actions.push({
+          type: 'retire',
+          id: i.id,
+          reason: stopped
+            ? `service ${svc.name} is stopped`
+            : i.release === release.hash
+              ? `service ${svc.name} restarted: its replacements are ready (${healthy.length}/${want} healthy)`
+              : `release ${release.hash.slice(0, 12)} of service ${svc.name} is ready (${healthy.length}/${want} healthy); retiring the previous release's instance`,
+        });
       }
       if (want > 0) notes.push(`${svc.name}: ${healthy.length}/${want} healthy`);
     } else {

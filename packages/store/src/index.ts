@@ -15,6 +15,8 @@ export type {
   Lane,
   Phase,
   Release,
+  RunState,
+  RunStates,
   ReleaseStatus,
   Tenant,
   Token,

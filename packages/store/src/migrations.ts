@@ -100,9 +100,25 @@ const networks: Migration = {
   },
 };
 
+/** Stop/start/restart per environment (service '*') or per service. */
+const serviceStates: Migration = {
+  async up(db) {
+    await run(db, [
+      `create table service_states (
+        environment_id text not null references environments (id) on delete cascade,
+        service text not null,
+        stopped boolean not null default false,
+        restarted_at timestamptz,
+        primary key (environment_id, service)
+      )`,
+    ]);
+  },
+};
+
 const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_init': init,
   '0002_networks': networks,
+  '0003_service_states': serviceStates,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -47,6 +47,13 @@ export interface ServicesTable {
   updated_at: Timestamp;
 }
 
+export interface ServiceStatesTable {
+  environment_id: string;
+  service: string;
+  stopped: boolean;
+  restarted_at: Timestamp | null;
+}
+
 export interface InstancesTable {
   id: string;
   environment_id: string;
@@ -91,6 +98,7 @@ export interface Database {
   environments: EnvironmentsTable;
   releases: ReleasesTable;
   services: ServicesTable;
+  service_states: ServiceStatesTable;
   instances: InstancesTable;
   zones: ZonesTable;
   events: EventsTable;

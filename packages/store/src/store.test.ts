@@ -70,6 +70,24 @@ const isoRe = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 /** The behaviour every backend must show; `get` returns the suite's open store. */
 function defineCases(get: () => Store): void {
+  test('run states: stop, start and restart per environment and per service', async () => {
+    const store = get();
+    const { id } = await seedEnv(store);
+    assert.deepEqual(await store.getRunStates(id), { environment: { stopped: false, restartedAt: null }, services: {} });
+    await store.setRunState(id, 'web', { stopped: true });
+    await store.setRunState(id, null, { restart: true });
+    const s = await store.getRunStates(id);
+    assert.equal(s.services['web']?.stopped, true);
+    assert.equal(s.services['web']?.restartedAt, null);
+    assert.equal(s.environment.stopped, false);
+    assert.match(s.environment.restartedAt ?? '', isoRe);
+    await store.setRunState(id, 'web', { stopped: false, restart: true });
+    const t = await store.getRunStates(id);
+    assert.equal(t.services['web']?.stopped, false);
+    assert.match(t.services['web']?.restartedAt ?? '', isoRe);
+    await assert.rejects(store.setRunState(id, 'Bad Name', { stopped: true }), { name: 'InputError' });
+  });
+
   test('networks: the smallest free index per environment, egress lists, instance addresses', async () => {
     const store = get();
     const tenant = uniq('net');

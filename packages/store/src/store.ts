@@ -25,12 +25,17 @@ import type {
   Lane,
   Phase,
   Release,
+  RunState,
+  RunStates,
   ReleaseStatus,
   Tenant,
   Token,
   TokenRole,
   Zone,
 } from './types.js';
+
+/** The service_states key of environment-wide state: not a valid service name, so it never collides. */
+const ENV_WIDE = '*';
 
 export interface StoreLogger {
   info(obj: object, msg: string): void;
@@ -527,6 +532,35 @@ export class Store {
         .execute();
       changes.push(change('service', { tenant: env.tenant, environment: env.name, environmentId }));
     });
+  }
+
+  /**
+   * Stops or starts the environment (service null) or one service, or marks it restarted
+   * now (its instances created before are replaced).
+   */
+  async setRunState(environmentId: string, service: string | null, change_: { stopped?: boolean; restart?: boolean }): Promise<void> {
+    if (service !== null) checkName('service', service);
+    const key = service ?? ENV_WIDE;
+    await this.#write(async (trx, changes) => {
+      const env = await this.#envRow(trx, environmentId, true);
+      const set: { stopped?: boolean; restarted_at?: RawBuilder<Date> } = {};
+      if (change_.stopped !== undefined) set.stopped = change_.stopped;
+      if (change_.restart) set.restarted_at = sql<Date>`now()`;
+      await trx
+        .insertInto('service_states')
+        .values({ environment_id: environmentId, service: key, stopped: change_.stopped ?? false, restarted_at: change_.restart ? sql<Date>`now()` : null })
+        .onConflict((oc) => oc.columns(['environment_id', 'service']).doUpdateSet(set))
+        .execute();
+      changes.push(change('service', { tenant: env.tenant, environment: env.name, environmentId }));
+    });
+  }
+
+  async getRunStates(environmentId: string): Promise<RunStates> {
+    const rows = await this.#db.selectFrom('service_states').selectAll().where('environment_id', '=', environmentId).execute();
+    const state = (r: (typeof rows)[number] | undefined): RunState => ({ stopped: r?.stopped ?? false, restartedAt: r?.restarted_at ? iso(r.restarted_at) : null });
+    const services: Record<string, RunState> = {};
+    for (const r of rows) if (r.service !== ENV_WIDE) services[r.service] = state(r);
+    return { environment: state(rows.find((r) => r.service === ENV_WIDE)), services };
   }
 
   async getScales(environmentId: string): Promise<Record<string, number>> {

@@ -96,3 +96,15 @@ export interface Change {
   readonly environment?: string;
   readonly environmentId?: string;
 }
+
+/** Stop/restart state of the whole environment (`environment`) and of single services. */
+export interface RunStates {
+  readonly environment: RunState;
+  readonly services: Readonly<Record<string, RunState>>;
+}
+
+export interface RunState {
+  readonly stopped: boolean;
+  /** Instances created before this are replaced (a rolling restart); null: never restarted. */
+  readonly restartedAt: string | null;
+}
