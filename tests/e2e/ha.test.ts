@@ -4,8 +4,10 @@
  * duplicates when the zone returns; a single lane recovers by itself within a bounded window.
  */
 import assert from 'node:assert/strict';
+import { cp, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { sleep, waitFor } from '@lanes/testkit';
+import { sleep, tempDir, waitFor } from '@lanes/testkit';
 import { LoadClient, TestPlatform, helloDir, type EnvStatus } from '../support/platform.js';
 
 const runningWeb = (s: EnvStatus) => s.instances.filter((i) => i.service === 'web' && i.desired === 'running');
@@ -92,5 +94,37 @@ describe('zone loss: rescheduling, rebalancing, recovery', () => {
     const after = await p.get(host);
     assert.equal(after.status, 200, 'serving again');
     assert.equal((await p.cli(['zone', 'up', only.zone])).code, 0);
+  });
+
+  it('autoscales from min to more under load, and back to min after it stops', async () => {
+    const app = await tempDir('lanes-auto-');
+    await cp(helloDir, app, { recursive: true });
+    await writeFile(
+      path.join(app, 'lanes.yaml'),
+      'name: hello\nservices:\n  web:\n    command: node server.js\n    http: true\n    health: { path: /healthz }\n    scale: { min: 1, max: 3, target: { rps_per_instance: 20 }, stabilization: 4s }\n',
+    );
+    assert.equal((await p.cli(['env', 'create', 'ha/auto'])).code, 0);
+    const d = await p.cli(['deploy', 'ha/auto', app], 120_000);
+    assert.equal(d.code, 0, d.stderr);
+    assert.equal(runningWeb(await p.waitReady('ha/auto')).length, 1, 'starts at min');
+    const load = new LoadClient(p.httpPort, p.host('auto', 'ha'), 4);
+    const scaled = await waitFor('scaled out to max and healthy', async () => {
+      const s = await p.status('ha/auto');
+      const web = runningWeb(s);
+      return web.length === 3 && web.every((i) => i.healthy) ? s : false;
+    }, { timeoutMs: 40_000 });
+    await sleep(1000);
+    const seenDuringLoad = load.seen.size;
+    await load.stop();
+    assert.equal(load.failed, 0, `failed: ${load.failures.join('; ')}`);
+    assert.ok(seenDuringLoad >= 2, `new instances took traffic once healthy (${seenDuringLoad} instances answered)`);
+    assert.equal(scaled.services.find((x) => x.name === 'web')?.instances, 3);
+    await waitFor('back to min after the load stopped', async () => runningWeb(await p.status('ha/auto')).length === 1, { timeoutMs: 60_000 });
+    const events = await p.api<{ items: { reason: string; message: string }[] }>('GET', '/v1/events?tenant=ha&environment=auto&limit=1000');
+    const auto = events.body.items.filter((e) => e.reason === 'AutoScaled').map((e) => e.message);
+    assert.ok(auto.some((m) => /out from 1 to/.test(m)) && auto.some((m) => /in from \d to 1/.test(m)), auto.join(' | '));
+    const manual = await p.cli(['scale', 'ha/auto', 'web', '2']);
+    assert.notEqual(manual.code, 0);
+    assert.match(manual.stderr, /autoscaled between 1 and 3/);
   });
 });

@@ -30,6 +30,10 @@ const egressBody = z.strictObject({ allow: z.array(z.string()).max(100).nullable
 const zoneBody = z.strictObject({ state: z.enum(['down', 'up']) });
 const rollbackBody = z.strictObject({ release: z.string().optional() });
 const runBody = z.strictObject({ service: z.string().optional() });
+const trafficBody = z.object({
+  intervalMs: z.number().int().min(0).max(3_600_000),
+  counts: z.array(z.object({ tenant: z.string().max(64), environment: z.string().max(64), service: z.string().max(64), requests: z.number().int().min(0) })).max(100_000),
+});
 const scaleBody = z.strictObject({ instances: z.number().int().min(0, 'must be 0 or more').max(50, 'must be at most 50') });
 const eventsQuery = z.object({
   tenant: z.string().optional(),
@@ -263,6 +267,11 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
   app.get<{ Params: Params }>('/v1/agent/packages/:hash', async (req, reply) => {
     const file = await platform.packageFile(req.params.hash);
     return reply.type('application/gzip').send(createReadStream(file));
+  });
+  app.post('/v1/gateway/report', async (req) => {
+    const body = parseInput(trafficBody, req.body);
+    platform.recordTraffic(body.counts);
+    return { ok: true };
   });
   app.get('/v1/gateway/watch', async (req, reply) => {
     openStream(req, reply, (send) => platform.tableHub.subscribe('table', send, (t) => `${JSON.stringify({ type: 'table', table: t })}\n`));

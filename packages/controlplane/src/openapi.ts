@@ -160,6 +160,7 @@ export const openApiDocument = {
     '/v1/agent/watch': { get: { summary: 'Data plane: desired instances of a zone (NDJSON)', parameters: [{ name: 'zone', in: 'query', required: true, schema: str }], responses: { '200': { description: 'NDJSON stream' }, ...errors } } },
     '/v1/agent/report': { post: { summary: 'Data plane: a zone supervisor reports observed instances (heartbeat)', responses: { '200': ok({ type: 'object' }), ...errors } } },
     '/v1/agent/packages/{hash}': { get: { summary: 'Data plane: a release package', parameters: [{ name: 'hash', in: 'path', required: true, schema: str }], responses: { '200': { description: 'the .tgz' }, ...errors } } },
+    '/v1/gateway/report': { post: { summary: 'Data plane: requests routed per service since the last report (the autoscaler input)', responses: { '200': ok({ type: 'object' }), ...errors } } },
     '/v1/gateway/watch': { get: { summary: 'Data plane: the routing table (NDJSON)', responses: { '200': { description: 'NDJSON stream' }, ...errors } } },
   },
 } as const;

@@ -22,6 +22,7 @@ import {
   DEFAULT_ROLLOUT_DEADLINE_MS,
   checkLane,
   checkName,
+  recommendInstances,
   decideEnvironment,
   effectiveCount,
   environmentHost,
@@ -74,6 +75,8 @@ export interface ServiceInfo {
 }
 
 const RESYNC_MS = 1000;
+/** The request rate the autoscaler acts on is averaged over this window. */
+const TRAFFIC_WINDOW_MS = 10_000;
 
 export class Platform {
   readonly store: Store;
@@ -94,6 +97,10 @@ export class Platform {
   readonly #rollouts = new Map<string, string>();
   /** When the rollout of an environment's current release began (for its deadline). */
   readonly #rolloutSince = new Map<string, { hash: string; since: number }>();
+  /** Request counts from the gateway per tenant/environment/service: (time, requests) samples. */
+  readonly #traffic = new Map<string, { at: number; requests: number }[]>();
+  /** Autoscaler recommendations per environment id/service, for the scale-in stabilization window. */
+  readonly #recommendations = new Map<string, { at: number; count: number }[]>();
   /** The last automatic rollback per environment, shown in its status. */
   readonly rollbacks = new Map<string, { from: string; to: string; reason: string; time: string }>();
   readonly #readyZones = new Set<string>();
@@ -174,6 +181,9 @@ export class Platform {
       }
     }
     for (const env of await this.store.listEnvironments()) {
+      if (env.phase === 'active' && env.currentRelease) {
+        await this.autoscale(env, await this.manifestOf(env.id, env.currentRelease), await this.store.getScales(env.id));
+      }
       const view = await this.viewOf(env);
       // Placement uses the live zones (view.zones); stopped instances are forgotten once a
       // report from their (ready) zone says they are gone.
@@ -332,6 +342,53 @@ export class Platform {
     this.#rollouts.delete(env.id);
     await this.event({ tenant, environment: name, reason: 'RollbackRequested', object: `release/${to.hash.slice(0, 12)}`, message: `rolling back to release ${to.hash.slice(0, 12)} (version ${to.version}) on request` });
     return { ...to, status: 'deploying' };
+  }
+
+  // ---- autoscaling --------------------------------------------------------------------
+
+  /** A gateway's report: requests routed per service during `intervalMs`. */
+  recordTraffic(counts: readonly { tenant: string; environment: string; service: string; requests: number }[], now = Date.now()): void {
+    for (const c of counts) {
+      const key = `${c.tenant}/${c.environment}/${c.service}`;
+      const samples = this.#traffic.get(key) ?? [];
+      samples.push({ at: now, requests: c.requests });
+      this.#traffic.set(key, samples.filter((x) => now - x.at <= TRAFFIC_WINDOW_MS));
+    }
+  }
+
+  /** Requests per second of a service over the traffic window. */
+  rps(tenant: string, environment: string, service: string, now = Date.now()): number {
+    const samples = (this.#traffic.get(`${tenant}/${environment}/${service}`) ?? []).filter((x) => now - x.at <= TRAFFIC_WINDOW_MS);
+    return samples.reduce((n, x) => n + x.requests, 0) / (TRAFFIC_WINDOW_MS / 1000);
+  }
+
+  /**
+   * One autoscaler step per autoscaled service: scale out as soon as the rate asks for it,
+   * scale in only when every recommendation of the stabilization window agrees. The count is
+   * written as the service's scale, and the decision is an event with its reason.
+   */
+  async autoscale(env: Environment, manifest: Manifest, scales: Readonly<Record<string, number>>, now = Date.now()): Promise<void> {
+    for (const svc of manifest.services) {
+      const spec = svc.autoscale;
+      if (!spec) continue;
+      const rate = this.rps(env.tenant, env.name, svc.name, now);
+      const rec = recommendInstances(spec, rate);
+      const key = `${env.id}/${svc.name}`;
+      const history = [...(this.#recommendations.get(key) ?? []), { at: now, count: rec }].filter((x) => now - x.at <= spec.stabilizationMs);
+      this.#recommendations.set(key, history);
+      const current = scales[svc.name] ?? spec.min;
+      const target = rec > current ? rec : Math.max(...history.map((x) => x.count));
+      const clamped = Math.min(spec.max, Math.max(spec.min, target));
+      if (clamped === current) continue;
+      await this.store.setScale(env.id, svc.name, clamped);
+      const why = `${rate.toFixed(1)} req/s over ${TRAFFIC_WINDOW_MS / 1000}s against a target of ${spec.targetRps} per instance`;
+      const message =
+        clamped > current
+          ? `scaling ${svc.name} out from ${current} to ${clamped}: ${why}`
+          : `scaling ${svc.name} in from ${current} to ${clamped}: ${why}, steady for ${spec.stabilizationMs / 1000}s`;
+      this.log.info({ tenant: env.tenant, environment: env.name, service: svc.name, from: current, to: clamped, rps: rate }, 'autoscaled');
+      await this.event({ tenant: env.tenant, environment: env.name, reason: 'AutoScaled', object: `service/${svc.name}`, message });
+    }
   }
 
   // ---- feeds ------------------------------------------------------------------------
@@ -592,6 +649,10 @@ export class Platform {
     const manifest = await this.manifestOf(env.id, env.currentRelease);
     if (!manifest.services.some((s) => s.name === service)) {
       throw new NotFoundError(`service ${JSON.stringify(service)} is not in the running release of ${tenant}/${name}; it has ${manifest.services.map((s) => s.name).join(', ')}`);
+    }
+    const autoscale = manifest.services.find((s) => s.name === service)?.autoscale;
+    if (autoscale) {
+      throw new ConflictError(`service ${service} is autoscaled between ${autoscale.min} and ${autoscale.max} instances; change its scale: in lanes.yaml and deploy`);
     }
     await this.store.setScale(env.id, service, instances);
     await this.event({ tenant, environment: name, reason: 'ServiceScaled', object: `service/${service}`, message: `service ${service} scaled to ${instances} (lane ${env.lane}: ${effectiveCount(instances, env.lane)} instances)` });

@@ -3,6 +3,8 @@
  * round robin and local ejection, a streaming reverse proxy, the control-plane watch
  * client, and the persisted last good routing table. The process entry is `main.ts`.
  */
+export { TrafficCounter } from './proxy.js';
+export { MetricsReporter } from './metrics.js';
 export { Gateway, type GatewayOptions, type RequestGuard, type Rejection } from './proxy.js';
 export {
   RoutingState,

@@ -11,6 +11,7 @@ import { parseConfig } from './config.js';
 import type { GatewayConfig } from './config.js';
 import { createLogger } from './logging.js';
 import { READY_FILE, writeFileAtomic } from './persist.js';
+import { MetricsReporter } from './metrics.js';
 import { Gateway } from './proxy.js';
 import { TableWatcher, tokenFromFile } from './watch.js';
 
@@ -47,9 +48,12 @@ async function main(): Promise<void> {
   await writeFileAtomic(readyFile, `${JSON.stringify({ pid: process.pid, url })}\n`);
 
   let watcher: TableWatcher | null = null;
+  let reporter: MetricsReporter | null = null;
   if (config.apiUrl !== null && config.tokenFile !== null) {
     watcher = new TableWatcher({ apiUrl: config.apiUrl, token: tokenFromFile(config.tokenFile), sink: gateway, logger: log });
     watcher.start();
+    reporter = new MetricsReporter({ apiUrl: config.apiUrl, token: tokenFromFile(config.tokenFile), traffic: gateway.traffic, logger: log });
+    reporter.start();
   } else {
     log.warn('no --api given; serving the persisted routing table only');
   }
@@ -60,6 +64,7 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ signal, inFlight: gateway.inFlight }, 'stopping: draining in-flight requests');
     void (async () => {
+      reporter?.stop();
       await Promise.all([watcher?.stop(), gateway.close()]);
       await rm(readyFile, { force: true });
       process.exit(0);

@@ -118,8 +118,27 @@ function isDroppedResponseHeader(name: string): boolean {
 }
 
 /** What an exchange needs from its gateway; kept narrow so the hot path stays obvious. */
+/** Counts routed requests per tenant/environment/service; `take` hands them over and resets. */
+export class TrafficCounter {
+  #counts = new Map<string, { tenant: string; environment: string; service: string; requests: number }>();
+
+  count(tenant: string, environment: string, service: string): void {
+    const key = `${tenant}/${environment}/${service}`;
+    const c = this.#counts.get(key);
+    if (c) c.requests += 1;
+    else this.#counts.set(key, { tenant, environment, service, requests: 1 });
+  }
+
+  take(): { tenant: string; environment: string; service: string; requests: number }[] {
+    const out = [...this.#counts.values()];
+    this.#counts = new Map();
+    return out;
+  }
+}
+
 interface ProxyContext {
   readonly routing: RoutingState;
+  readonly traffic: TrafficCounter;
   readonly limits: GatewayLimits;
   readonly guards: readonly RequestGuard[];
   readonly log: Logger;
@@ -205,6 +224,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       return this.#answer(404, `no route of ${vhost.tenant}/${vhost.environment} serves path ${JSON.stringify(pathOnly(this.#path))}`);
     }
     this.#match = match;
+    this.#ctx.traffic.count(match.vhost.tenant, match.vhost.environment, match.route.service);
     const upstream = routing.pick(match);
     if (upstream === null) {
       return this.#answer(503, `no healthy instance of service ${JSON.stringify(match.route.service)} in ${match.vhost.tenant}/${match.vhost.environment}`);
@@ -510,6 +530,8 @@ function removeConnectionTokens(headers: string[], tokens: string): void {
  */
 export class Gateway {
   readonly routing = new RoutingState();
+  /** Requests routed per service since the last report (the autoscaler's input). */
+  readonly traffic = new TrafficCounter();
   readonly limits: GatewayLimits;
   readonly stateDir: string;
   readonly #host: string;
@@ -556,6 +578,7 @@ export class Gateway {
     this.#server.maxConnections = limits.maxConnections;
     this.#ctx = {
       routing: this.routing,
+      traffic: this.traffic,
       limits,
       guards: this.#guards,
       log: this.#log,

@@ -24,7 +24,7 @@ describe('parseManifest', () => {
     assert.deepEqual(m, {
       name: 'hello',
       services: [
-        { name: 'web', command: 'node server.js', argv: ['node', 'server.js'], instances: 1, http: false, path: null, port: null, health: null, env: {}, stopGraceMs: 10_000, allowFrom: null },
+        { name: 'web', command: 'node server.js', argv: ['node', 'server.js'], instances: 1, http: false, path: null, port: null, health: null, env: {}, stopGraceMs: 10_000, allowFrom: null, autoscale: null },
       ],
       deadlineMs: 60_000,
     });
@@ -196,5 +196,23 @@ describe('rollout deadline', () => {
   it('reads deadline as the time a release has to become healthy', () => {
     assert.equal(parseManifest('name: t\ndeadline: 45s\nservices:\n  web: { command: node w.js }\n').deadlineMs, 45_000);
     assert.throws(() => parseManifest('name: t\ndeadline: soon\nservices:\n  web: { command: node w.js }\n'), /deadline: "soon" is not a duration/);
+  });
+});
+
+describe('autoscaling in the manifest', () => {
+  it('reads scale with its defaults and recommends counts within min..max', async () => {
+    const { recommendInstances } = await import('./manifest.js');
+    const m = parseManifest('name: t\nservices:\n  web: { command: node w.js, http: true, scale: { min: 1, max: 4, target: { rps_per_instance: 50 } } }\n');
+    const a = m.services[0]?.autoscale;
+    assert.deepEqual(a, { min: 1, max: 4, targetRps: 50, stabilizationMs: 30_000 });
+    assert.equal(m.services[0]?.instances, 1, 'starts at min');
+    assert.ok(a);
+    assert.equal(recommendInstances(a, 0), 1);
+    assert.equal(recommendInstances(a, 120), 3);
+    assert.equal(recommendInstances(a, 10_000), 4);
+  });
+  it('refuses min above max, and instances beside scale', () => {
+    assert.throws(() => parseManifest('name: t\nservices:\n  web: { command: node w.js, scale: { min: 5, max: 2, target: { rps_per_instance: 5 } } }\n'), /services\.web\.scale\.min: 5 is larger than max 2/);
+    assert.throws(() => parseManifest('name: t\nservices:\n  web: { command: node w.js, instances: 2, scale: { min: 1, max: 2, target: { rps_per_instance: 5 } } }\n'), /services\.web\.instances: a service with scale: starts at scale\.min/);
   });
 });

@@ -41,6 +41,14 @@ const serviceSchema = z.strictObject({
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid variable name'), z.string()).optional(),
   stop_grace: duration.optional(),
   allow_from: z.array(z.string()).max(50).optional(),
+  scale: z
+    .strictObject({
+      min: z.number().int().min(0).max(MAX_INSTANCES_PER_SERVICE),
+      max: z.number().int().min(1).max(MAX_INSTANCES_PER_SERVICE),
+      target: z.strictObject({ rps_per_instance: z.number().positive().max(1_000_000) }),
+      stabilization: duration.optional(),
+    })
+    .optional(),
 });
 
 const manifestSchema = z.strictObject({
@@ -78,6 +86,25 @@ export interface ServiceSpec {
   readonly stopGraceMs: number;
   /** Security group: the services that may connect to this one; null: every service of the environment. */
   readonly allowFrom: readonly string[] | null;
+  /** Autoscaling between min and max from the live request rate; null: a fixed count. */
+  readonly autoscale: AutoscaleSpec | null;
+}
+
+export interface AutoscaleSpec {
+  readonly min: number;
+  readonly max: number;
+  /** Requests per second one instance should take. */
+  readonly targetRps: number;
+  /** Scale-in waits until every recommendation of this window agrees, against flapping. @default 30000 */
+  readonly stabilizationMs: number;
+}
+
+export const DEFAULT_STABILIZATION_MS = 30_000;
+
+/** The instance count the request rate asks for, within min..max. */
+export function recommendInstances(spec: AutoscaleSpec, rps: number): number {
+  const n = Math.ceil(Math.max(0, rps) / spec.targetRps);
+  return Math.min(spec.max, Math.max(spec.min, n));
 }
 
 export interface Manifest {
@@ -118,7 +145,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   root: ['name', 'services', 'deadline'],
-  service: ['command', 'instances', 'http', 'path', 'port', 'health', 'env', 'stop_grace', 'allow_from'],
+  service: ['command', 'instances', 'http', 'path', 'port', 'health', 'env', 'stop_grace', 'allow_from', 'scale'],
   health: ['path', 'interval', 'timeout', 'healthy_threshold', 'unhealthy_threshold'],
 };
 
@@ -196,7 +223,7 @@ export function validateManifest(input: unknown): Manifest {
       name,
       command: s.command,
       argv,
-      instances: s.instances ?? 1,
+      instances: s.instances ?? s.scale?.min ?? 1,
       http: s.http ?? false,
       path: s.path ?? null,
       port: s.port ?? null,
@@ -212,7 +239,18 @@ export function validateManifest(input: unknown): Manifest {
       env: { ...(s.env ?? {}) },
       stopGraceMs: s.stop_grace !== undefined ? parseDurationMs(s.stop_grace) : DEFAULT_STOP_GRACE_MS,
       allowFrom: s.allow_from ? [...new Set(s.allow_from)] : null,
+      autoscale: s.scale
+        ? {
+            min: s.scale.min,
+            max: s.scale.max,
+            targetRps: s.scale.target.rps_per_instance,
+            stabilizationMs: s.scale.stabilization !== undefined ? parseDurationMs(s.scale.stabilization) : DEFAULT_STABILIZATION_MS,
+          }
+        : null,
     });
+    const sc = s.scale;
+    if (sc && sc.min > sc.max) throw new InputError(`lanes.yaml: ${at}.scale.min: ${sc.min} is larger than max ${sc.max}`, `${at}.scale.min`);
+    if (sc && s.instances !== undefined) throw new InputError(`lanes.yaml: ${at}.instances: a service with scale: starts at scale.min; remove instances`, `${at}.instances`);
     if (h && services.at(-1)!.health!.timeoutMs >= services.at(-1)!.health!.intervalMs) {
       throw new InputError(`lanes.yaml: ${at}.health.timeout: must be shorter than the interval`, `${at}.health.timeout`);
     }

@@ -31,6 +31,7 @@ const manifest: Manifest = {
       env: { MODE: 'prod' },
       stopGraceMs: 10_000,
       allowFrom: null,
+      autoscale: null,
     },
   ],
 };
