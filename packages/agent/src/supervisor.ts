@@ -47,6 +47,11 @@ export interface SupervisorOptions {
   readonly baseEnv?: Readonly<Record<string, string>>;
   /** Extra wait for a process group to vanish after SIGKILL. @default 5000 */
   readonly killWaitMs?: number;
+  /**
+   * How long a healthy instance that is no longer desired keeps running before its SIGTERM,
+   * so the gateway (told at the same moment) stops sending it new requests first. @default 1000
+   */
+  readonly drainDelayMs?: number;
   /** Prefix of the kernel objects of environment networks (tests use `lanes-t`…). @default 'lanes-' */
   readonly networkPrefix?: string;
   /**
@@ -125,6 +130,7 @@ export class Supervisor {
   private readonly maxLogBytes: number;
   private readonly pollIntervalMs: number;
   private readonly killWaitMs: number;
+  private readonly drainDelayMs: number;
   private readonly baseEnv: Readonly<Record<string, string>>;
   private readonly log: Logger;
   private readonly slots = new Map<string, Slot>();
@@ -150,6 +156,7 @@ export class Supervisor {
     this.maxLogBytes = opts.maxLogBytes ?? 10 * 1024 * 1024;
     this.pollIntervalMs = opts.pollIntervalMs ?? 250;
     this.killWaitMs = opts.killWaitMs ?? 5000;
+    this.drainDelayMs = opts.drainDelayMs ?? 1000;
     this.baseEnv = opts.baseEnv ?? pickBaseEnv();
     this.log = opts.logger;
     this.instanceUser = opts.instanceUser ?? { uid: 65534, gid: 65534 };
@@ -240,7 +247,7 @@ export class Supervisor {
     for (const slot of this.slots.values()) {
       if (!ids.has(slot.desired.id) && slot.wanted) {
         slot.wanted = false;
-        void this.stopSlot(slot, true);
+        void this.stopSlot(slot, true, slot.healthy ? this.drainDelayMs : 0);
       }
     }
     this.changed();
@@ -601,13 +608,19 @@ export class Supervisor {
   }
 
   /** SIGTERM to the process group, SIGKILL after stopGraceMs; `remove` drops the slot afterwards. */
-  private stopSlot(slot: Slot, remove: boolean): Promise<void> {
+  private stopSlot(slot: Slot, remove: boolean, drainMs = 0): Promise<void> {
     if (slot.stopping !== null) return slot.stopping;
     const run = async (): Promise<void> => {
       if (slot.restartTimer !== null) clearTimeout(slot.restartTimer);
       slot.restartTimer = null;
       slot.probe?.stop();
       slot.probe = null;
+      if (drainMs > 0 && slot.pid !== null) {
+        slot.state = 'stopping';
+        slot.message = `draining: no new requests are routed to it; SIGTERM in ${seconds(drainMs)}`;
+        this.changed();
+        await new Promise((r) => setTimeout(r, drainMs));
+      }
       const pid = slot.pid;
       if (pid === null) {
         // Nothing running (backoff, or a launch still resolving its package): cancel it.
