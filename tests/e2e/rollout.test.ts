@@ -103,6 +103,31 @@ describe('rollouts: automatic and manual rollback', () => {
     assert.equal((await p.get(p.host('prod', 'ro'))).status, 200);
   });
 
+  it('rolls in steps with max_surge 1: never more than count + 1 instances, no failed request', async () => {
+    const stepped = await tempDir('lanes-stepped-');
+    await cp(helloDir, stepped, { recursive: true });
+    await writeFile(path.join(stepped, 'lanes.yaml'), 'name: hello\nservices:\n  web:\n    command: node server.js\n    instances: 3\n    max_surge: 1\n    http: true\n    health: { path: /healthz }\n  worker:\n    command: node worker.js\n');
+    assert.equal((await p.cli(['deploy', 'ro/prod', stepped], 120_000)).code, 0);
+    await writeFile(path.join(stepped, 'VERSION'), 'step 2\n');
+    const load = new LoadClient(p.httpPort, p.host('prod', 'ro'), 4);
+    let most = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const st = await p.status('ro/prod');
+        most = Math.max(most, st.instances.filter((i) => i.service === 'web' && i.desired === 'running').length);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    const r = await p.cli(['deploy', 'ro/prod', stepped], 120_000);
+    sampling = false;
+    await sampler;
+    await load.stop();
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(most <= 4, `at most 3 + 1 web instances ran at once (saw ${most})`);
+    assert.equal(load.failed, 0, `failed requests: ${load.failures.join('; ')}`);
+  });
+
   it('goes back to an earlier release on request with lanes rollback', async () => {
     const v2 = await tempDir('lanes-v2-');
     await cp(helloDir, v2, { recursive: true });

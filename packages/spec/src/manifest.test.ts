@@ -24,7 +24,7 @@ describe('parseManifest', () => {
     assert.deepEqual(m, {
       name: 'hello',
       services: [
-        { name: 'web', command: 'node server.js', argv: ['node', 'server.js'], instances: 1, http: false, path: null, port: null, health: null, env: {}, stopGraceMs: 10_000, allowFrom: null, autoscale: null },
+        { name: 'web', command: 'node server.js', argv: ['node', 'server.js'], instances: 1, http: false, path: null, port: null, health: null, env: {}, stopGraceMs: 10_000, allowFrom: null, autoscale: null, maxSurge: null, maxUnavailable: null },
       ],
       deadlineMs: 60_000,
     });
@@ -214,5 +214,14 @@ describe('autoscaling in the manifest', () => {
   it('refuses min above max, and instances beside scale', () => {
     assert.throws(() => parseManifest('name: t\nservices:\n  web: { command: node w.js, scale: { min: 5, max: 2, target: { rps_per_instance: 5 } } }\n'), /services\.web\.scale\.min: 5 is larger than max 2/);
     assert.throws(() => parseManifest('name: t\nservices:\n  web: { command: node w.js, instances: 2, scale: { min: 1, max: 2, target: { rps_per_instance: 5 } } }\n'), /services\.web\.instances: a service with scale: starts at scale\.min/);
+  });
+});
+
+describe('rollout steps in the manifest', () => {
+  it('reads max_surge and max_unavailable, and refuses a rollout that could never progress', () => {
+    const m = parseManifest('name: t\nservices:\n  web: { command: node w.js, instances: 4, max_surge: 1, max_unavailable: 1 }\n');
+    assert.equal(m.services[0]?.maxSurge, 1);
+    assert.equal(m.services[0]?.maxUnavailable, 1);
+    assert.throws(() => parseManifest('name: t\nservices:\n  web: { command: node w.js, max_surge: 0 }\n'), /services\.web\.max_surge: with max_surge 0, max_unavailable must be at least 1/);
   });
 });

@@ -41,6 +41,8 @@ const serviceSchema = z.strictObject({
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid variable name'), z.string()).optional(),
   stop_grace: duration.optional(),
   allow_from: z.array(z.string()).max(50).optional(),
+  max_surge: z.number().int().min(0).max(MAX_INSTANCES_PER_SERVICE).optional(),
+  max_unavailable: z.number().int().min(0).max(MAX_INSTANCES_PER_SERVICE).optional(),
   scale: z
     .strictObject({
       min: z.number().int().min(0).max(MAX_INSTANCES_PER_SERVICE),
@@ -88,6 +90,10 @@ export interface ServiceSpec {
   readonly allowFrom: readonly string[] | null;
   /** Autoscaling between min and max from the live request rate; null: a fixed count. */
   readonly autoscale: AutoscaleSpec | null;
+  /** Rollouts: extra instances allowed beyond the count; null: all new instances at once. */
+  readonly maxSurge: number | null;
+  /** Rollouts: how many below the count may be unavailable while old ones are retired. @default 0 */
+  readonly maxUnavailable: number | null;
 }
 
 export interface AutoscaleSpec {
@@ -145,7 +151,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   root: ['name', 'services', 'deadline'],
-  service: ['command', 'instances', 'http', 'path', 'port', 'health', 'env', 'stop_grace', 'allow_from', 'scale'],
+  service: ['command', 'instances', 'http', 'path', 'port', 'health', 'env', 'stop_grace', 'allow_from', 'scale', 'max_surge', 'max_unavailable'],
   health: ['path', 'interval', 'timeout', 'healthy_threshold', 'unhealthy_threshold'],
 };
 
@@ -239,6 +245,8 @@ export function validateManifest(input: unknown): Manifest {
       env: { ...(s.env ?? {}) },
       stopGraceMs: s.stop_grace !== undefined ? parseDurationMs(s.stop_grace) : DEFAULT_STOP_GRACE_MS,
       allowFrom: s.allow_from ? [...new Set(s.allow_from)] : null,
+      maxSurge: s.max_surge ?? null,
+      maxUnavailable: s.max_unavailable ?? null,
       autoscale: s.scale
         ? {
             min: s.scale.min,
@@ -248,6 +256,9 @@ export function validateManifest(input: unknown): Manifest {
           }
         : null,
     });
+    if (s.max_surge === 0 && (s.max_unavailable ?? 0) === 0) {
+      throw new InputError(`lanes.yaml: ${at}.max_surge: with max_surge 0, max_unavailable must be at least 1, or a rollout could never make progress`, `${at}.max_surge`);
+    }
     const sc = s.scale;
     if (sc && sc.min > sc.max) throw new InputError(`lanes.yaml: ${at}.scale.min: ${sc.min} is larger than max ${sc.max}`, `${at}.scale.min`);
     if (sc && s.instances !== undefined) throw new InputError(`lanes.yaml: ${at}.instances: a service with scale: starts at scale.min; remove instances`, `${at}.instances`);

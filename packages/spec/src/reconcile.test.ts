@@ -137,6 +137,21 @@ describe('decideEnvironment', () => {
     assert.deepEqual(second.actions.map((a) => (a.type === 'retire' ? a.id : a.type)).sort(), ['k1', 'w1', 'w2']);
   });
 
+  it('rolls in steps with max_surge 1 and max_unavailable 0: one new at a time, an old one goes when a new one is healthy', () => {
+    const stepped = parseManifest('name: hello\nservices:\n  web:\n    command: node server.js\n    instances: 4\n    http: true\n    max_surge: 1\n');
+    const olds = ['o1', 'o2', 'o3', 'o4'].map((id, k) => inst(id, 'web', zones[k % 3] as string));
+    const v = (instances: InstanceView[]) => view({ release: { hash: R2, manifest: stepped }, instances });
+    const step1 = decideEnvironment(v(olds), new Set(zones));
+    assert.equal(step1.actions.filter((a) => a.type === 'create').length, 1, 'one surge instance');
+    assert.ok(!step1.actions.some((a) => a.type === 'retire'));
+    const n1 = inst('n1', 'web', 'a', { release: R2, healthy: false, state: 'starting' });
+    assert.deepEqual(decideEnvironment(v([...olds, n1]), new Set(zones)).actions, [], 'waits for the new one to be healthy');
+    const step2 = decideEnvironment(v([...olds, { ...n1, healthy: true, state: 'running' }]), new Set(zones));
+    assert.deepEqual(step2.actions.map((a) => a.type), ['retire'], 'then retires exactly one old');
+    const healthyAtLeast = (instances: InstanceView[]) => instances.filter((i) => i.healthy).length >= 4;
+    assert.ok(healthyAtLeast([...olds.slice(1), { ...n1, healthy: true }]));
+  });
+
   it('converges: applying plans repeatedly reaches the asked counts and then stops changing (property)', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 0, max: 8 }), fc.constantFrom('single' as const, 'double' as const), fc.integer({ min: 1, max: 3 }), (web, worker, lane, nz) => {

@@ -116,7 +116,11 @@ export function decideEnvironment(env: EnvironmentView, reportingZones: Readonly
       const perZone = new Map<string, number>();
       for (const i of current) perZone.set(i.zone, (perZone.get(i.zone) ?? 0) + 1);
       const lost = dark.length > 0 ? ` (${dark.length} in dark zone${dark.length > 1 ? 's' : ''} ${[...new Set(dark.map((i) => i.zone))].join(', ')})` : '';
-      for (const zone of chooseZones(want - current.length, env.zones, perZone)) {
+      // A rollout in steps: at most want + max_surge instances of the service run at once
+      // (the previous generation's included). Without max_surge, all new ones start at once.
+      const surge = svc.maxSurge ?? want;
+      const room = old.length === 0 ? want - current.length : Math.max(0, Math.min(want - current.length, want + surge - current.length - old.length));
+      for (const zone of chooseZones(room, env.zones, perZone)) {
         actions.push({
           type: 'create',
           service: svc.name,
@@ -143,6 +147,19 @@ export function decideEnvironment(env: EnvironmentView, reportingZones: Readonly
       }
     }
 
+    if (healthy.length < want && old.length > 0 && !stopped) {
+      // Step by step: retire old instances while at least want - max_unavailable stay healthy.
+      const floor = want - (svc.maxUnavailable ?? 0);
+      let retirable = healthy.length + old.filter((i) => i.healthy).length - floor;
+      for (const i of [...old].sort((a, b) => Number(a.healthy) - Number(b.healthy))) {
+        if (!i.healthy) {
+          actions.push({ type: 'retire', id: i.id, reason: `rolling ${svc.name}: the previous generation's instance is unhealthy` });
+        } else if (retirable > 0) {
+          retirable--;
+          actions.push({ type: 'retire', id: i.id, reason: `rolling ${svc.name}: ${healthy.length} new healthy, keeping at least ${floor} healthy` });
+        }
+      }
+    }
     if (healthy.length >= want) {
       for (const i of old) {
         actions.push({

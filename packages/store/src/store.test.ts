@@ -32,6 +32,8 @@ const manifest: Manifest = {
       stopGraceMs: 10_000,
       allowFrom: null,
       autoscale: null,
+      maxSurge: null,
+      maxUnavailable: null,
     },
   ],
 };
