@@ -127,4 +127,18 @@ describe('zone loss: rescheduling, rebalancing, recovery', () => {
     assert.notEqual(manual.code, 0);
     assert.match(manual.stderr, /autoscaled between 1 and 3/);
   });
+
+  it('autoscales on CPU: a busy service gets another instance, with the reason in the events', async () => {
+    const app = await tempDir('lanes-cpu-');
+    // Busy for 150 ms of every 200 ms: about 75 % of a core, against a target of 30 %.
+    await writeFile(path.join(app, 'busy.js'), 'setInterval(() => { const end = Date.now() + 150; while (Date.now() < end); }, 200);\nprocess.on("SIGTERM", () => process.exit(0));\n');
+    await writeFile(path.join(app, 'lanes.yaml'), 'name: busy\nservices:\n  cruncher:\n    command: node busy.js\n    scale: { min: 1, max: 2, target: { cpu_percent: 30 }, stabilization: 3s }\n');
+    assert.equal((await p.cli(['env', 'create', 'ha/cpu'])).code, 0);
+    const d = await p.cli(['deploy', 'ha/cpu', app], 120_000);
+    assert.equal(d.code, 0, d.stderr);
+    await waitFor('scaled out on CPU', async () => (await p.status('ha/cpu')).instances.filter((i) => i.desired === 'running').length === 2, { timeoutMs: 40_000 });
+    const events = await p.api<{ items: { reason: string; message: string }[] }>('GET', '/v1/events?tenant=ha&environment=cpu&limit=1000');
+    assert.ok(events.body.items.some((e) => e.reason === 'AutoScaled' && /average CPU \d+% against a target of 30%/.test(e.message)), JSON.stringify(events.body.items.map((e) => e.message)));
+    assert.equal((await p.cli(['env', 'delete', 'ha/cpu'], 60_000)).code, 0);
+  });
 });

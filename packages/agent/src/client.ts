@@ -105,7 +105,7 @@ export class ControlPlaneClient {
     this.reportInFlight = true;
     try {
       const sup = this.opts.supervisor;
-      const body: AgentReport = { zone: this.opts.zone, agentUrl: this.opts.agentUrl, pid: process.pid, address: sup.address, instances: sup.observed() };
+      const body: AgentReport = { zone: this.opts.zone, agentUrl: this.opts.agentUrl, pid: process.pid, address: sup.address, instances: sup.observed(), metrics: sup.metrics() };
       const res = await request(new URL('/v1/agent/report', this.opts.api), {
         method: 'POST',
         headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },

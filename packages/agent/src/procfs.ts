@@ -9,6 +9,8 @@ export interface ProcStat {
   readonly state: string;
   /** Field 22: start time in clock ticks since boot; with the pid it names one process for the machine's uptime. */
   readonly startTime: string;
+  /** Fields 14 + 15: CPU time used (user + system) in clock ticks (USER_HZ, 100 on Linux). */
+  readonly cpuTicks: number;
 }
 
 export function readProcStat(pid: number): ProcStat | null {
@@ -25,7 +27,9 @@ export function readProcStat(pid: number): ProcStat | null {
   const state = fields[0];
   const startTime = fields[19];
   if (state === undefined || startTime === undefined) return null;
-  return { state, startTime };
+  // Fields 14 and 15: user and system time in clock ticks.
+  const cpuTicks = Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+  return { state, startTime, cpuTicks };
 }
 
 /** True when `pid` is alive, not a zombie, and is the process that started at `startTime`. */

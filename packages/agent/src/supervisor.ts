@@ -14,7 +14,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { HEALTH_DEFAULTS } from '@lanes/spec';
-import type { DesiredInstance, EnvironmentNetwork, InstanceState, ObservedInstance } from '@lanes/spec';
+import type { DesiredInstance, EnvironmentNetwork, InstanceMetrics, InstanceState, ObservedInstance } from '@lanes/spec';
 import { execArgv } from '@lanes/network';
 import { pickBaseEnv } from './config.js';
 import { HealthProbe } from './health.js';
@@ -267,6 +267,25 @@ export class Supervisor {
       message: s.message,
       startedAt: s.startedAt,
     }));
+  }
+
+  readonly #cpuSamples = new Map<string, { ticks: number; at: number }>();
+
+  /** CPU use of each running instance since the previous call, in percent of one core. */
+  metrics(now = Date.now()): InstanceMetrics[] {
+    const out: InstanceMetrics[] = [];
+    for (const s of this.slots.values()) {
+      if (s.pid === null) continue;
+      const stat = readProcStat(s.pid);
+      if (stat === null) continue;
+      const prev = this.#cpuSamples.get(s.desired.id);
+      this.#cpuSamples.set(s.desired.id, { ticks: stat.cpuTicks, at: now });
+      if (prev && now > prev.at && stat.cpuTicks >= prev.ticks) {
+        out.push({ id: s.desired.id, cpuPercent: Math.round(((stat.cpuTicks - prev.ticks) * 10 * 1000) / (now - prev.at)) / 10 });
+      }
+    }
+    for (const id of this.#cpuSamples.keys()) if (!this.slots.has(id)) this.#cpuSamples.delete(id);
+    return out;
   }
 
   /** Calls `listener` after every observable change; returns the unsubscribe function. */

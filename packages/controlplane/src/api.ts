@@ -66,6 +66,7 @@ const reportBody = z.object({
   pid: z.number().int(),
   address: z.string().max(100),
   instances: z.array(observedSchema).max(10000),
+  metrics: z.array(z.object({ id: z.string().max(100), cpuPercent: z.number().min(0).max(100_000) })).max(10000).optional(),
 });
 
 interface Params {

@@ -99,6 +99,8 @@ export class Platform {
   readonly #rolloutSince = new Map<string, { hash: string; since: number }>();
   /** Request counts from the gateway per tenant/environment/service: (time, requests) samples. */
   readonly #traffic = new Map<string, { at: number; requests: number }[]>();
+  /** Latest CPU figure per instance from its supervisor's report. */
+  readonly #cpu = new Map<string, { cpuPercent: number; at: number }>();
   /** Autoscaler recommendations per environment id/service, for the scale-in stabilization window. */
   readonly #recommendations = new Map<string, { at: number; count: number }[]>();
   /** The last automatic rollback per environment, shown in its status. */
@@ -372,16 +374,20 @@ export class Platform {
       const spec = svc.autoscale;
       if (!spec) continue;
       const rate = this.rps(env.tenant, env.name, svc.name, now);
-      const rec = recommendInstances(spec, rate);
+      const current = scales[svc.name] ?? spec.min;
+      const cpuPercent = spec.targetCpuPercent !== null ? await this.averageCpu(env, svc.name, now) : null;
+      const rec = recommendInstances(spec, { rps: rate, cpuPercent, current });
       const key = `${env.id}/${svc.name}`;
       const history = [...(this.#recommendations.get(key) ?? []), { at: now, count: rec }].filter((x) => now - x.at <= spec.stabilizationMs);
       this.#recommendations.set(key, history);
-      const current = scales[svc.name] ?? spec.min;
       const target = rec > current ? rec : Math.max(...history.map((x) => x.count));
       const clamped = Math.min(spec.max, Math.max(spec.min, target));
       if (clamped === current) continue;
       await this.store.setScale(env.id, svc.name, clamped);
-      const why = `${rate.toFixed(1)} req/s over ${TRAFFIC_WINDOW_MS / 1000}s against a target of ${spec.targetRps} per instance`;
+      const why =
+        spec.targetRps !== null
+          ? `${rate.toFixed(1)} req/s over ${TRAFFIC_WINDOW_MS / 1000}s against a target of ${spec.targetRps} per instance`
+          : `average CPU ${cpuPercent?.toFixed(0) ?? '?'}% against a target of ${spec.targetCpuPercent}%`;
       const message =
         clamped > current
           ? `scaling ${svc.name} out from ${current} to ${clamped}: ${why}`
@@ -389,6 +395,16 @@ export class Platform {
       this.log.info({ tenant: env.tenant, environment: env.name, service: svc.name, from: current, to: clamped, rps: rate }, 'autoscaled');
       await this.event({ tenant: env.tenant, environment: env.name, reason: 'AutoScaled', object: `service/${svc.name}`, message });
     }
+  }
+
+  /** Average CPU of the running, healthy instances of a service, from fresh reports; null without any. */
+  async averageCpu(env: Environment, service: string, now = Date.now()): Promise<number | null> {
+    const rows = (await this.store.listInstances({ environmentId: env.id })).filter((r) => r.service === service && r.desired === 'running' && r.observed?.healthy);
+    const figures = rows.flatMap((r) => {
+      const c = this.#cpu.get(r.id);
+      return c && now - c.at <= 5000 ? [c.cpuPercent] : [];
+    });
+    return figures.length === 0 ? null : figures.reduce((a, b) => a + b, 0) / figures.length;
   }
 
   // ---- feeds ------------------------------------------------------------------------
@@ -504,6 +520,8 @@ export class Platform {
   async report(r: AgentReport): Promise<void> {
     if (!this.zones.has(r.zone)) throw new InputError(`zone: ${JSON.stringify(r.zone)} is not a zone of this platform (${this.zones.names.join(', ')})`, 'zone');
     const becameReady = this.zones.seen(r.zone, r.address, r.agentUrl);
+    const now = Date.now();
+    for (const m of r.metrics ?? []) this.#cpu.set(m.id, { cpuPercent: m.cpuPercent, at: now });
     await this.store.upsertZone({ name: r.zone, agentUrl: r.agentUrl, address: r.address, pid: r.pid });
     const reported = new Map(r.instances.map((i) => [i.id, i]));
     for (const row of await this.store.listInstances({ zone: r.zone })) {

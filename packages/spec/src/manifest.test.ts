@@ -204,12 +204,18 @@ describe('autoscaling in the manifest', () => {
     const { recommendInstances } = await import('./manifest.js');
     const m = parseManifest('name: t\nservices:\n  web: { command: node w.js, http: true, scale: { min: 1, max: 4, target: { rps_per_instance: 50 } } }\n');
     const a = m.services[0]?.autoscale;
-    assert.deepEqual(a, { min: 1, max: 4, targetRps: 50, stabilizationMs: 30_000 });
+    assert.deepEqual(a, { min: 1, max: 4, targetRps: 50, targetCpuPercent: null, stabilizationMs: 30_000 });
     assert.equal(m.services[0]?.instances, 1, 'starts at min');
     assert.ok(a);
-    assert.equal(recommendInstances(a, 0), 1);
-    assert.equal(recommendInstances(a, 120), 3);
-    assert.equal(recommendInstances(a, 10_000), 4);
+    assert.equal(recommendInstances(a, { rps: 0, cpuPercent: null, current: 1 }), 1);
+    assert.equal(recommendInstances(a, { rps: 120, cpuPercent: null, current: 1 }), 3);
+    assert.equal(recommendInstances(a, { rps: 10_000, cpuPercent: null, current: 1 }), 4);
+    const cpu = parseManifest('name: t\nservices:\n  web: { command: node w.js, scale: { min: 1, max: 5, target: { cpu_percent: 50 } } }\n').services[0]?.autoscale;
+    assert.ok(cpu);
+    assert.equal(cpu.targetCpuPercent, 50);
+    assert.equal(recommendInstances(cpu, { rps: 0, cpuPercent: 90, current: 2 }), 4, '2 instances at 90% against 50% → 4');
+    assert.equal(recommendInstances(cpu, { rps: 0, cpuPercent: 10, current: 2 }), 1);
+    assert.equal(recommendInstances(cpu, { rps: 0, cpuPercent: null, current: 2 }), 2, 'no CPU figures: stay');
   });
   it('refuses min above max, and instances beside scale', () => {
     assert.throws(() => parseManifest('name: t\nservices:\n  web: { command: node w.js, scale: { min: 5, max: 2, target: { rps_per_instance: 5 } } }\n'), /services\.web\.scale\.min: 5 is larger than max 2/);

@@ -47,7 +47,10 @@ const serviceSchema = z.strictObject({
     .strictObject({
       min: z.number().int().min(0).max(MAX_INSTANCES_PER_SERVICE),
       max: z.number().int().min(1).max(MAX_INSTANCES_PER_SERVICE),
-      target: z.strictObject({ rps_per_instance: z.number().positive().max(1_000_000) }),
+      target: z.union([
+        z.strictObject({ rps_per_instance: z.number().positive().max(1_000_000) }),
+        z.strictObject({ cpu_percent: z.number().positive().max(10_000) }),
+      ]),
       stabilization: duration.optional(),
     })
     .optional(),
@@ -99,17 +102,25 @@ export interface ServiceSpec {
 export interface AutoscaleSpec {
   readonly min: number;
   readonly max: number;
-  /** Requests per second one instance should take. */
-  readonly targetRps: number;
+  /** Requests per second one instance should take; null when the target is CPU. */
+  readonly targetRps: number | null;
+  /** Average CPU per instance to aim for, in percent of one core; null when the target is requests. */
+  readonly targetCpuPercent: number | null;
   /** Scale-in waits until every recommendation of this window agrees, against flapping. @default 30000 */
   readonly stabilizationMs: number;
 }
 
 export const DEFAULT_STABILIZATION_MS = 30_000;
 
-/** The instance count the request rate asks for, within min..max. */
-export function recommendInstances(spec: AutoscaleSpec, rps: number): number {
-  const n = Math.ceil(Math.max(0, rps) / spec.targetRps);
+/**
+ * The instance count the live load asks for, within min..max: the request rate over the
+ * per-instance target, or (for a CPU target) today's count scaled by average CPU over target.
+ */
+export function recommendInstances(spec: AutoscaleSpec, load: { rps: number; cpuPercent: number | null; current: number }): number {
+  let n: number;
+  if (spec.targetRps !== null) n = Math.ceil(Math.max(0, load.rps) / spec.targetRps);
+  else if (spec.targetCpuPercent !== null && load.cpuPercent !== null) n = Math.ceil((Math.max(1, load.current) * load.cpuPercent) / spec.targetCpuPercent);
+  else n = load.current;
   return Math.min(spec.max, Math.max(spec.min, n));
 }
 
@@ -251,7 +262,8 @@ export function validateManifest(input: unknown): Manifest {
         ? {
             min: s.scale.min,
             max: s.scale.max,
-            targetRps: s.scale.target.rps_per_instance,
+            targetRps: 'rps_per_instance' in s.scale.target ? s.scale.target.rps_per_instance : null,
+            targetCpuPercent: 'cpu_percent' in s.scale.target ? s.scale.target.cpu_percent : null,
             stabilizationMs: s.scale.stabilization !== undefined ? parseDurationMs(s.scale.stabilization) : DEFAULT_STABILIZATION_MS,
           }
         : null,

@@ -102,6 +102,14 @@ export interface AgentReport {
   /** The address instances of this zone are reached at. */
   readonly address: string;
   readonly instances: readonly ObservedInstance[];
+  /** Live figures per running instance (not state: kept in memory by the control plane). */
+  readonly metrics?: readonly InstanceMetrics[];
+}
+
+export interface InstanceMetrics {
+  readonly id: string;
+  /** CPU used since the previous report, in percent of one core. */
+  readonly cpuPercent: number;
 }
 
 /** One reachable, healthy instance in the gateway's routing table. */
