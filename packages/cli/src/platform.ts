@@ -562,7 +562,9 @@ class Launcher {
       return;
     }
     if (Date.now() - c.startedAtMs > STABLE_AFTER_MS) c.failures = 0;
-    const delayMs = Math.min(BACKOFF_START_MS * 2 ** c.failures, BACKOFF_MAX_MS);
+    // The first restart after a stable run is immediate (a zone supervisor back within the
+    // control plane's heartbeat grace is a blip, not a zone loss); repeated ones back off.
+    const delayMs = c.failures === 0 ? 0 : Math.min(BACKOFF_START_MS * 2 ** (c.failures - 1), BACKOFF_MAX_MS);
     c.failures++;
     const how = c.exited?.signal ? `killed by ${c.exited.signal}` : `exit code ${c.exited?.code ?? '?'}`;
     this.#io.line(`${stamp()} ${c.label} (pid ${pid}) exited unexpectedly (${how}); restarting in ${delayMs / 1000}s`);

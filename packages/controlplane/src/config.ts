@@ -21,8 +21,8 @@ const schema = z.object({
   gatewayUrl: z.string().default('http://lanes.localhost:8080'),
   /** A real PostgreSQL server instead of the embedded PGlite (LANES_DATABASE_URL). */
   databaseUrl: z.string().optional(),
-  /** A zone whose supervisor has not reported for this long is unavailable. @default 3000 */
-  zoneGraceMs: z.coerce.number().int().min(100).default(3000),
+  /** A zone whose supervisor has not reported for this long is unavailable (its instances are rescheduled). @default 2000 */
+  zoneGraceMs: z.coerce.number().int().min(500).default(2000),
   /** Largest release package accepted. @default 64 MiB */
   maxPackageBytes: z.coerce.number().int().min(1024).default(64 * 1024 * 1024),
   /** How environments are isolated: 'netns' (a private network each; root, iproute2, nftables) or 'none' (loopback). @default 'none' */
@@ -51,6 +51,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
       'log-level': { type: 'string' },
       isolation: { type: 'string' },
       'network-cidr': { type: 'string' },
+      'zone-grace-ms': { type: 'string' },
     },
   });
   const raw = {
@@ -64,6 +65,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
     logLevel: values['log-level'] ?? env['LANES_LOG_LEVEL'],
     isolation: values.isolation,
     networkCidr: values['network-cidr'],
+    zoneGraceMs: values['zone-grace-ms'] ?? env['LANES_ZONE_GRACE_MS'],
   };
   const parsed = schema.safeParse(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)));
   if (!parsed.success) {
