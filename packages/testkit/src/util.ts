@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -17,8 +18,20 @@ export async function freePort(): Promise<number> {
   });
 }
 
+const created = new Set<string>();
+let hooked = false;
+
+/** A fresh temporary directory, removed when the test process exits. */
 export async function tempDir(prefix = 'lanes-test-'): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), prefix));
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  created.add(dir);
+  if (!hooked) {
+    hooked = true;
+    process.once('exit', () => {
+      for (const d of created) rmSync(d, { recursive: true, force: true });
+    });
+  }
+  return dir;
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
