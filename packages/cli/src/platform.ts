@@ -115,10 +115,18 @@ export async function upCommand(config: CliConfig, io: Io, argv: readonly string
   await ensureDir(paths.logs);
   await refuseIfRunning(config.home);
   // Decided once, here: `netns` asked for on a host that cannot do it fails before anything starts.
-  const isolation: ResolvedIsolation =
+  let isolation: ResolvedIsolation =
     opts.isolationReason !== null && opts.isolation !== 'auto'
       ? { mode: opts.isolation, reason: opts.isolationReason }
       : await resolveIsolation(opts.isolation, opts.zones);
+  // Isolated instances run unprivileged and must reach their package below LANES_HOME
+  // (root's default ~/.lanes sits in /root, mode 0700): auto falls back, netns refuses.
+  const blocked = isolation.mode === 'netns' ? unsearchableAncestor(config.home) : null;
+  if (blocked !== null) {
+    const why = `instances run unprivileged and cannot reach ${config.home} (${blocked}); use a LANES_HOME such as /var/lib/lanes`;
+    if (opts.isolation === 'netns') throw new CliError(`--isolation netns: ${why}`);
+    isolation = { mode: 'none', reason: why };
+  }
   // With netns, instances run unprivileged and read their package below LANES_HOME/zones:
   // search (not read) permission for others; every file with a secret inside stays 0600.
   if (isolation.mode === 'netns') await chmod(config.home, 0o711);
@@ -392,10 +400,6 @@ class Launcher {
     for (const zone of this.#opts.zones) await ensureDir(paths.zoneDir(zone));
     if (this.#isolation.mode === 'netns') {
       for (const dir of [paths.zones, ...this.#opts.zones.map((z) => paths.zoneDir(z))]) await chmod(dir, 0o711);
-      const blocked = unsearchableAncestor(this.#home);
-      if (blocked !== null) {
-        this.#io.err(`warning: instances run unprivileged and cannot reach ${this.#home}: ${blocked}; use a LANES_HOME such as /var/lib/lanes, or chmod o+x it`);
-      }
     }
     await this.#writeContext();
 
