@@ -109,7 +109,7 @@ describe('control plane API', () => {
     assert.deepEqual(na.egress, [{ cidr: '10.0.0.0/8', port: 443 }, { cidr: '192.168.1.0/24', port: null }]);
     const open = await call('PUT', '/v1/tenants/acme/environments/net1/egress', { allow: null });
     assert.equal((open.body['network'] as { egress: unknown }).egress, null);
-    for (const [bad, re] of [['10.0.0.0/33', /egress\.0: "10\.0\.0\.0\/33" is not CIDR/], ['10.0.0.0/8:0', /port "0" must be 1-65535/], ['nope', /is not CIDR/]] as const) {
+    for (const [bad, re] of [['10.0.0.0/33', /egress\.0: "10\.0\.0\.0\/33" is not CIDR/], ['10.0.0.0/8:0', /port "0" must be 1-65535/], ['nope', /is not CIDR/], ['10.0.0.1/8', /egress\.0: "10\.0\.0\.1\/8" has host bits set; use 10\.0\.0\.0\/8/]] as const) {
       const r = await call('PUT', '/v1/tenants/acme/environments/net1/egress', { allow: [bad] });
       assert.equal(r.status, 400);
       assert.match(String(r.body['detail']), re);

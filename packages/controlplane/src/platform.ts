@@ -39,7 +39,7 @@ import {
   type RoutingTable,
   type VirtualHost,
 } from '@lanes/spec';
-import { allocateAddress, maxEnvironments, planEnvironment } from '@lanes/network';
+import { allocateAddress, checkEgress, maxEnvironments, planEnvironment } from '@lanes/network';
 import type { EgressEntry, Store } from '@lanes/store';
 import type { Config } from './config.js';
 import { Hub } from './hub.js';
@@ -587,7 +587,7 @@ export class Platform {
     }
     const netns = this.config.isolation === 'netns';
     let env = await this.store.createEnvironment(netns ? { tenant, name: n, lane: l, netIndexMax: maxEnvironments(this.config.networkCidr) } : { tenant, name: n, lane: l });
-    if (egress !== undefined) env = await this.store.setEgress(env.id, parseEgress(egress));
+    if (egress !== undefined) env = await this.store.setEgress(env.id, parseEgress(egress, this.config.networkCidr, this.zones.names));
     const where = env.netIndex !== null ? ` on private network ${this.planOf(env.netIndex).subnet}` : '';
     await this.event({ tenant, environment: n, reason: 'EnvironmentCreated', object: `environment/${tenant}/${n}`, message: `environment ${tenant}/${n} created with lane ${l}${where}` });
     return env;
@@ -595,7 +595,7 @@ export class Platform {
 
   async setEgress(tenant: string, name: string, egress: unknown): Promise<Environment> {
     const env = await this.environment(tenant, name);
-    const allow = parseEgress(egress);
+    const allow = parseEgress(egress, this.config.networkCidr, this.zones.names);
     const updated = await this.store.setEgress(env.id, allow);
     await this.event({ tenant, environment: name, reason: 'EgressChanged', object: `environment/${tenant}/${name}`, message: allow === null ? 'egress: any destination outside the platform' : `egress allowed only to ${allow.map((e) => `${e.cidr}${e.port === null ? '' : `:${e.port}`}`).join(', ') || 'nothing'}` });
     return updated;
@@ -728,8 +728,12 @@ export class Platform {
 
 const CIDR_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 
-/** Parses an egress allow-list: null, or entries "CIDR" / "CIDR:PORT" (e.g. "0.0.0.0/0:443"). */
-export function parseEgress(value: unknown): EgressEntry[] | null {
+/**
+ * Parses an egress allow-list: null, or entries "CIDR" / "CIDR:PORT" (e.g. "0.0.0.0/0:443").
+ * The entries are then checked by the same function the zone supervisors apply them with,
+ * so nothing is accepted here that a supervisor would refuse.
+ */
+export function parseEgress(value: unknown, platformCidr: string, zones: readonly string[]): EgressEntry[] | null {
   if (value === null) return null;
   if (!Array.isArray(value)) throw new InputError('egress: expected a list of "CIDR[:PORT]" entries, or null for any destination', 'egress');
   return value.map((v, i) => {
@@ -745,7 +749,13 @@ export function parseEgress(value: unknown): EgressEntry[] | null {
       p = Number(port);
       if (!/^\d+$/.test(port) || p < 1 || p > 65535) throw new InputError(`${field}: port ${JSON.stringify(port)} must be 1-65535`, field);
     }
-    return { cidr: cidr as string, port: p };
+    const entry = { cidr: cidr as string, port: p };
+    try {
+      checkEgress(planEnvironment(platformCidr, 1, zones), [p === null ? { cidr: entry.cidr } : { cidr: entry.cidr, port: p }]);
+    } catch (err) {
+      throw new InputError(`${field}: ${err instanceof Error ? err.message.replace(/^egress\[0\]\.\w+: /, '') : String(err)}`, field);
+    }
+    return entry;
   });
 }
 
