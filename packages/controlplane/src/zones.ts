@@ -5,8 +5,12 @@
  */
 export interface ZoneInfo {
   readonly name: string;
-  /** ready: reporting; unavailable: silent past the grace; down: cut off by `lanes zone down`. */
-  readonly state: 'ready' | 'readmitting' | 'unavailable' | 'down';
+  /**
+   * ready: reporting; awaiting: not heard from since the control plane started, still within
+   * the start grace (its instances keep counting); readmitting: back from an outage, fenced;
+   * unavailable: silent past the grace; down: cut off by `lanes zone down`.
+   */
+  readonly state: 'ready' | 'awaiting' | 'readmitting' | 'unavailable' | 'down';
   readonly address: string | null;
   readonly agentUrl: string | null;
   readonly lastSeenAt: string | null;
@@ -19,15 +23,28 @@ export class ZoneRegistry {
   readonly #graceMs: number;
   readonly #down = new Set<string>();
   readonly #startedAt: number;
+  readonly #startGraceMs: number;
   readonly #readmitMs: number;
   /** Zones back from an outage, fenced until then: their instances take no traffic and count for nothing. */
   readonly #fencedUntil = new Map<string, number>();
 
-  constructor(zones: readonly string[], graceMs: number, now = Date.now(), readmitMs = 2000) {
+  /**
+   * @param startGraceMs how long after a control-plane start a zone not yet heard from still
+   *   counts as alive: the heartbeat grace plus the supervisors' longest reconnect delay (5 s),
+   *   so a restarted control plane waits for supervisors to find it again instead of
+   *   rescheduling healthy instances (static stability).
+   */
+  constructor(zones: readonly string[], graceMs: number, now = Date.now(), readmitMs = 2000, startGraceMs = graceMs + 5000) {
     this.#zones = zones;
     this.#graceMs = graceMs;
     this.#startedAt = now;
     this.#readmitMs = readmitMs;
+    this.#startGraceMs = Math.max(graceMs, startGraceMs);
+  }
+
+  /** Not heard from since the control plane started, and still within the start grace. */
+  isAwaiting(zone: string, now = Date.now()): boolean {
+    return !this.#down.has(zone) && !this.#lastSeen.has(zone) && now - this.#startedAt <= this.#startGraceMs;
   }
 
   /** A zone back from an outage is re-admitted only after it has reported for this long. */
@@ -61,7 +78,7 @@ export class ZoneRegistry {
   routable(zone: string, now = Date.now()): boolean {
     if (this.#down.has(zone)) return false;
     if (this.isReady(zone, now)) return !this.isFenced(zone, now);
-    return !this.#lastSeen.has(zone) && now - this.#startedAt <= this.#graceMs;
+    return this.isAwaiting(zone, now);
   }
 
   get names(): readonly string[] {
@@ -93,9 +110,13 @@ export class ZoneRegistry {
     return this.#zones.filter((z) => this.isReady(z, now));
   }
 
-  /** Zones whose instances count: ready and not fenced after an outage. */
+  /**
+   * Zones whose instances count: ready and not fenced after an outage, or awaited right after
+   * a control-plane start (their last known state stands until they report or the start
+   * grace runs out).
+   */
   live(now = Date.now()): string[] {
-    return this.#zones.filter((z) => this.isReady(z, now) && !this.isFenced(z, now));
+    return this.#zones.filter((z) => (this.isReady(z, now) && !this.isFenced(z, now)) || this.isAwaiting(z, now));
   }
 
   agentUrl(zone: string): string | null {
@@ -108,7 +129,15 @@ export class ZoneRegistry {
       const info = this.#info.get(name);
       return {
         name,
-        state: this.#down.has(name) ? 'down' : !this.isReady(name, now) ? 'unavailable' : this.isFenced(name, now) ? 'readmitting' : 'ready',
+        state: this.#down.has(name)
+          ? 'down'
+          : this.isAwaiting(name, now)
+            ? 'awaiting'
+            : !this.isReady(name, now)
+              ? 'unavailable'
+              : this.isFenced(name, now)
+                ? 'readmitting'
+                : 'ready',
         address: info?.address ?? null,
         agentUrl: info?.agentUrl ?? null,
         lastSeenAt: t === undefined ? null : new Date(t).toISOString(),
