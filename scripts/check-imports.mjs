@@ -12,7 +12,9 @@ const ALLOWED = {
   agent: ['spec', 'archive', 'network'],
   gateway: ['spec'],
   network: ['spec'],
-  controlplane: ['spec', 'archive', 'store', 'network'],
+  pki: ['spec'],
+  dns: ['spec'],
+  controlplane: ['spec', 'archive', 'store', 'network', 'pki'],
   cli: ['spec', 'archive', 'network'],
 };
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');

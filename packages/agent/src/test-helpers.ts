@@ -45,7 +45,7 @@ export async function writeTestApps(): Promise<TestApps> {
   return { dir, root };
 }
 
-export const FAST_HEALTH = { path: '/healthz', intervalMs: 100, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 } as const;
+export const FAST_HEALTH = { path: '/healthz', intervalMs: 100, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2, expectStatus: [200, 399] } as const;
 
 export function desired(id: string, app: 'server.mjs' | 'crash.mjs' | 'stubborn.mjs', extra: Partial<DesiredInstance> = {}): DesiredInstance {
   return {

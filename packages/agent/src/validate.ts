@@ -42,6 +42,15 @@ function int(field: string, value: unknown, min: number, max: number): number {
   return value;
 }
 
+/** Absent (an older control plane): 200-399. */
+function statusRange(field: string, value: unknown): readonly [number, number] {
+  if (value === undefined) return [200, 399];
+  if (!Array.isArray(value) || value.length !== 2) throw new InputError(`${field}: ${describe(value)} should be [low, high]`, field);
+  const lo = int(`${field}.0`, value[0], 100, 599);
+  const hi = int(`${field}.1`, value[1], lo, 599);
+  return [lo, hi];
+}
+
 function health(field: string, value: unknown): HealthCheckSpec | null {
   if (value === null) return null;
   if (!isRecord(value)) throw new InputError(`${field}: ${describe(value)} should be an object or null`, field);
@@ -53,6 +62,7 @@ function health(field: string, value: unknown): HealthCheckSpec | null {
     timeoutMs: int(`${field}.timeoutMs`, value['timeoutMs'], 10, 600_000),
     healthyThreshold: int(`${field}.healthyThreshold`, value['healthyThreshold'], 1, 100),
     unhealthyThreshold: int(`${field}.unhealthyThreshold`, value['unhealthyThreshold'], 1, 100),
+    expectStatus: statusRange(`${field}.expectStatus`, value['expectStatus']),
   };
 }
 

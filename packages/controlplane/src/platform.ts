@@ -431,7 +431,7 @@ export class Platform {
         env: svc.env,
         // In its own network every instance has its own address, so all can use one port.
         port: network ? (svc.port ?? this.config.instancePort) : svc.port,
-        listens: svc.http || svc.port !== null,
+        listens: svc.http || svc.tcp || svc.port !== null,
         health: svc.health,
         stopGraceMs: svc.stopGraceMs,
         network,

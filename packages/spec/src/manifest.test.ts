@@ -24,7 +24,8 @@ describe('parseManifest', () => {
     assert.deepEqual(m, {
       name: 'hello',
       services: [
-        { name: 'web', command: 'node server.js', argv: ['node', 'server.js'], instances: 1, http: false, path: null, port: null, health: null, env: {}, stopGraceMs: 10_000, allowFrom: null, autoscale: null, maxSurge: null, maxUnavailable: null },
+        { name: 'web', command: 'node server.js', argv: ['node', 'server.js'], instances: 1, http: false, path: null, port: null, health: null, env: {}, stopGraceMs: 10_000, allowFrom: null, autoscale: null, maxSurge: null, maxUnavailable: null,
+          balance: 'round_robin', sticky: null, timeoutMs: 30_000, outlier: { consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 300_000, maxEjectedPercent: 50 }, tcp: false, primaryCheck: null },
       ],
       deadlineMs: 60_000,
     });
@@ -32,14 +33,43 @@ describe('parseManifest', () => {
 
   it('applies the health check defaults (1000/500/2/2)', () => {
     const m = parseManifest(web('    http: true\n    health: { path: /healthz }\n'));
-    assert.deepEqual(m.services[0]?.health, { path: '/healthz', intervalMs: 1000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 });
-    assert.deepEqual(HEALTH_DEFAULTS, { intervalMs: 1000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 });
+    assert.deepEqual(m.services[0]?.health, { path: '/healthz', intervalMs: 1000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2, expectStatus: [200, 399] });
+    assert.deepEqual(HEALTH_DEFAULTS, { intervalMs: 1000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2, expectStatus: [200, 399] });
   });
 
   it('parses durations and thresholds given explicitly', () => {
     const m = parseManifest(web('    health: { path: /h, interval: 2s, timeout: 250ms, healthy_threshold: 3, unhealthy_threshold: 5 }\n    stop_grace: 1m\n'));
-    assert.deepEqual(m.services[0]?.health, { path: '/h', intervalMs: 2000, timeoutMs: 250, healthyThreshold: 3, unhealthyThreshold: 5 });
+    assert.deepEqual(m.services[0]?.health, { path: '/h', intervalMs: 2000, timeoutMs: 250, healthyThreshold: 3, unhealthyThreshold: 5, expectStatus: [200, 399] });
     assert.equal(m.services[0]?.stopGraceMs, 60_000);
+  });
+
+  it('reads the load-balancing settings of an http service', () => {
+    const m = parseManifest(
+      web('    http: true\n    balance: least_outstanding\n    sticky: { cookie: srv, ttl: 1h }\n    timeout: 5s\n    outlier: { consecutive_failures: 3, base_ejection: 2s }\n    health: { path: /h, expect_status: 200-299 }\n'),
+    );
+    const s = m.services[0];
+    assert.equal(s?.balance, 'least_outstanding');
+    assert.deepEqual(s?.sticky, { cookie: 'srv', ttlMs: 3_600_000 });
+    assert.equal(s?.timeoutMs, 5000);
+    assert.deepEqual(s?.outlier, { consecutiveFailures: 3, baseEjectionMs: 2000, maxEjectionMs: 300_000, maxEjectedPercent: 50 });
+    assert.deepEqual(s?.health?.expectStatus, [200, 299]);
+    assert.deepEqual(parseManifest(web('    http: true\n    sticky: true\n')).services[0]?.sticky, { cookie: 'lanes_sticky', ttlMs: null });
+    assert.deepEqual(parseManifest(web('    health: { path: /h, expect_status: 204 }\n')).services[0]?.health?.expectStatus, [204, 204]);
+  });
+
+  it('reads a tcp service with a primary check', () => {
+    const s = parseManifest(web('    tcp: true\n    instances: 2\n    primary_check: { path: /mirror, interval: 500ms, timeout: 200ms }\n')).services[0];
+    assert.equal(s?.tcp, true);
+    assert.deepEqual(s?.primaryCheck, { path: '/mirror', intervalMs: 500, timeoutMs: 200 });
+  });
+
+  it('refuses edge settings where they cannot apply', () => {
+    refuses(web('    sticky: true\n'), 'lanes.yaml: services.web.sticky: only an http service is load balanced by the gateway', 'services.web.sticky');
+    refuses(web('    http: true\n    tcp: true\n'), 'lanes.yaml: services.web.tcp: a service is either http or tcp, not both');
+    refuses(web('    primary_check: { path: /m }\n'), 'lanes.yaml: services.web.primary_check: only a tcp service can have a primary_check');
+    refuses(web('    http: true\n    balance: random\n'), 'lanes.yaml: services.web.balance: Invalid option: expected one of "round_robin"|"least_outstanding"');
+    refuses(web('    health: { path: /h, expect_status: 2xx }\n'), 'lanes.yaml: services.web.health.expect_status: must be a status code or a range like 200-399');
+    refuses(web('    http: true\n    stickey: true\n'), 'lanes.yaml: services.web: unknown key "stickey" (did you mean "sticky"?)');
   });
 
   it('splits the command into argv, honouring quotes', () => {

@@ -29,6 +29,31 @@ const healthSchema = z.strictObject({
   timeout: duration.optional(),
   healthy_threshold: z.number().int().min(1).max(10).optional(),
   unhealthy_threshold: z.number().int().min(1).max(10).optional(),
+  /** The status a healthy answer has: one code (200) or a range ("200-399"). */
+  expect_status: z
+    .union([z.number().int().min(100).max(599), z.string().regex(/^[1-5]\d\d(-[1-5]\d\d)?$/, 'must be a status code or a range like 200-399')])
+    .optional(),
+});
+
+const stickySchema = z.union([
+  z.boolean(),
+  z.strictObject({
+    cookie: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a cookie name of letters, digits, _ and -').optional(),
+    ttl: duration.optional(),
+  }),
+]);
+
+const outlierSchema = z.strictObject({
+  consecutive_failures: z.number().int().min(1).max(1000).optional(),
+  base_ejection: duration.optional(),
+  max_ejection: duration.optional(),
+  max_ejected_percent: z.number().int().min(0).max(100).optional(),
+});
+
+const primaryCheckSchema = z.strictObject({
+  path: z.string().regex(/^\/[\x21-\x7e]*$/, 'must be a URL path starting with /'),
+  interval: duration.optional(),
+  timeout: duration.optional(),
 });
 
 const serviceSchema = z.strictObject({
@@ -43,6 +68,12 @@ const serviceSchema = z.strictObject({
   allow_from: z.array(z.string()).max(50).optional(),
   max_surge: z.number().int().min(0).max(MAX_INSTANCES_PER_SERVICE).optional(),
   max_unavailable: z.number().int().min(0).max(MAX_INSTANCES_PER_SERVICE).optional(),
+  balance: z.enum(['round_robin', 'least_outstanding']).optional(),
+  sticky: stickySchema.optional(),
+  timeout: duration.optional(),
+  outlier: outlierSchema.optional(),
+  tcp: z.boolean().optional(),
+  primary_check: primaryCheckSchema.optional(),
   scale: z
     .strictObject({
       min: z.number().int().min(0).max(MAX_INSTANCES_PER_SERVICE),
@@ -73,7 +104,49 @@ export interface HealthCheckSpec {
   readonly healthyThreshold: number;
   /** @default 2 */
   readonly unhealthyThreshold: number;
+  /** Status codes counted healthy, inclusive. @default [200, 399] */
+  readonly expectStatus: readonly [number, number];
 }
+
+export type BalanceAlgorithm = 'round_robin' | 'least_outstanding';
+
+/** Sticky sessions by cookie: the gateway pins a client to the instance named in the cookie. */
+export interface StickySpec {
+  /** @default "lanes_sticky" */
+  readonly cookie: string;
+  /** Cookie lifetime; null: a session cookie. @default null */
+  readonly ttlMs: number | null;
+}
+
+/** Passive outlier detection: consecutive connect errors or 5xx eject an instance for a while. */
+export interface OutlierSpec {
+  /** @default 5 */
+  readonly consecutiveFailures: number;
+  /** First ejection; each repeat doubles it. @default 10000 */
+  readonly baseEjectionMs: number;
+  /** @default 300000 */
+  readonly maxEjectionMs: number;
+  /** Never more than this share of a service's instances ejected at once (at least one stays). @default 50 */
+  readonly maxEjectedPercent: number;
+}
+
+/**
+ * Only the instance whose check answers 200 takes connections (a primary-only status page,
+ * like InterSystems' mirror status); 503 (or anything else) means "not the primary". The
+ * check is served on the instance's second port, given to it as CHECK_PORT.
+ */
+export interface PrimaryCheckSpec {
+  readonly path: string;
+  /** @default 1000 */
+  readonly intervalMs: number;
+  /** @default 500 */
+  readonly timeoutMs: number;
+}
+
+export const OUTLIER_DEFAULTS: OutlierSpec = { consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 300_000, maxEjectedPercent: 50 };
+export const DEFAULT_STICKY_COOKIE = 'lanes_sticky';
+/** How long the gateway waits for an instance's response headers unless a service says otherwise. */
+export const DEFAULT_ROUTE_TIMEOUT_MS = 30_000;
 
 export interface ServiceSpec {
   readonly name: string;
@@ -97,6 +170,16 @@ export interface ServiceSpec {
   readonly maxSurge: number | null;
   /** Rollouts: how many below the count may be unavailable while old ones are retired. @default 0 */
   readonly maxUnavailable: number | null;
+  /** How the gateway spreads requests over the instances. @default "round_robin" */
+  readonly balance: BalanceAlgorithm;
+  /** Sticky sessions by cookie; null: none. */
+  readonly sticky: StickySpec | null;
+  /** How long the gateway waits for response headers from an instance. @default 30000 */
+  readonly timeoutMs: number;
+  readonly outlier: OutlierSpec;
+  /** A raw TCP service (listening on PORT) exposed on a platform TCP port of its own. */
+  readonly tcp: boolean;
+  readonly primaryCheck: PrimaryCheckSpec | null;
 }
 
 export interface AutoscaleSpec {
@@ -131,7 +214,7 @@ export interface Manifest {
   readonly deadlineMs: number;
 }
 
-export const HEALTH_DEFAULTS = { intervalMs: 1000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2 } as const;
+export const HEALTH_DEFAULTS = { intervalMs: 1000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2, expectStatus: [200, 399] } as const;
 export const DEFAULT_STOP_GRACE_MS = 10_000;
 export const DEFAULT_ROLLOUT_DEADLINE_MS = 60_000;
 
@@ -162,8 +245,27 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   root: ['name', 'services', 'deadline'],
-  service: ['command', 'instances', 'http', 'path', 'port', 'health', 'env', 'stop_grace', 'allow_from', 'scale', 'max_surge', 'max_unavailable'],
-  health: ['path', 'interval', 'timeout', 'healthy_threshold', 'unhealthy_threshold'],
+  service: [
+    'command',
+    'instances',
+    'http',
+    'path',
+    'port',
+    'health',
+    'env',
+    'stop_grace',
+    'allow_from',
+    'scale',
+    'max_surge',
+    'max_unavailable',
+    'balance',
+    'sticky',
+    'timeout',
+    'outlier',
+    'tcp',
+    'primary_check',
+  ],
+  health: ['path', 'interval', 'timeout', 'healthy_threshold', 'unhealthy_threshold', 'expect_status'],
 };
 
 /** The known key closest to a misspelt one (edit distance at most 2), if any. */
@@ -199,6 +301,14 @@ function typeOf(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'array';
   return typeof v;
+}
+
+/** "200-399" → [200, 399]; 204 → [204, 204]; default [200, 399]. Validated by the schema. */
+function parseStatusRange(v: number | string | undefined): readonly [number, number] {
+  if (v === undefined) return [200, 399];
+  if (typeof v === 'number') return [v, v];
+  const [lo, hi] = v.split('-').map(Number);
+  return [lo as number, hi ?? (lo as number)];
 }
 
 /** Validates a parsed manifest object; throws an InputError naming the first bad field. */
@@ -251,6 +361,7 @@ export function validateManifest(input: unknown): Manifest {
             timeoutMs: h.timeout !== undefined ? parseDurationMs(h.timeout) : HEALTH_DEFAULTS.timeoutMs,
             healthyThreshold: h.healthy_threshold ?? HEALTH_DEFAULTS.healthyThreshold,
             unhealthyThreshold: h.unhealthy_threshold ?? HEALTH_DEFAULTS.unhealthyThreshold,
+            expectStatus: parseStatusRange(h.expect_status),
           }
         : null,
       env: { ...(s.env ?? {}) },
@@ -267,7 +378,38 @@ export function validateManifest(input: unknown): Manifest {
             stabilizationMs: s.scale.stabilization !== undefined ? parseDurationMs(s.scale.stabilization) : DEFAULT_STABILIZATION_MS,
           }
         : null,
+      balance: s.balance ?? 'round_robin',
+      sticky:
+        s.sticky === undefined || s.sticky === false
+          ? null
+          : s.sticky === true
+            ? { cookie: DEFAULT_STICKY_COOKIE, ttlMs: null }
+            : { cookie: s.sticky.cookie ?? DEFAULT_STICKY_COOKIE, ttlMs: s.sticky.ttl !== undefined ? parseDurationMs(s.sticky.ttl) : null },
+      timeoutMs: s.timeout !== undefined ? parseDurationMs(s.timeout) : DEFAULT_ROUTE_TIMEOUT_MS,
+      outlier: {
+        consecutiveFailures: s.outlier?.consecutive_failures ?? OUTLIER_DEFAULTS.consecutiveFailures,
+        baseEjectionMs: s.outlier?.base_ejection !== undefined ? parseDurationMs(s.outlier.base_ejection) : OUTLIER_DEFAULTS.baseEjectionMs,
+        maxEjectionMs: s.outlier?.max_ejection !== undefined ? parseDurationMs(s.outlier.max_ejection) : OUTLIER_DEFAULTS.maxEjectionMs,
+        maxEjectedPercent: s.outlier?.max_ejected_percent ?? OUTLIER_DEFAULTS.maxEjectedPercent,
+      },
+      tcp: s.tcp ?? false,
+      primaryCheck: s.primary_check
+        ? {
+            path: s.primary_check.path,
+            intervalMs: s.primary_check.interval !== undefined ? parseDurationMs(s.primary_check.interval) : HEALTH_DEFAULTS.intervalMs,
+            timeoutMs: s.primary_check.timeout !== undefined ? parseDurationMs(s.primary_check.timeout) : HEALTH_DEFAULTS.timeoutMs,
+          }
+        : null,
     });
+    for (const key of ['balance', 'sticky', 'timeout', 'outlier'] as const) {
+      if (s[key] !== undefined && s.http !== true) throw new InputError(`lanes.yaml: ${at}.${key}: only an http service is load balanced by the gateway`, `${at}.${key}`);
+    }
+    if (s.tcp === true && s.http === true) throw new InputError(`lanes.yaml: ${at}.tcp: a service is either http or tcp, not both`, `${at}.tcp`);
+    if (s.primary_check !== undefined && s.tcp !== true) throw new InputError(`lanes.yaml: ${at}.primary_check: only a tcp service can have a primary_check`, `${at}.primary_check`);
+    const pc = services.at(-1)!.primaryCheck;
+    if (pc && pc.timeoutMs >= pc.intervalMs) throw new InputError(`lanes.yaml: ${at}.primary_check.timeout: must be shorter than the interval`, `${at}.primary_check.timeout`);
+    const ob = services.at(-1)!.outlier;
+    if (ob.baseEjectionMs > ob.maxEjectionMs) throw new InputError(`lanes.yaml: ${at}.outlier.base_ejection: is longer than max_ejection`, `${at}.outlier.base_ejection`);
     if (s.max_surge === 0 && (s.max_unavailable ?? 0) === 0) {
       throw new InputError(`lanes.yaml: ${at}.max_surge: with max_surge 0, max_unavailable must be at least 1, or a rollout could never make progress`, `${at}.max_surge`);
     }

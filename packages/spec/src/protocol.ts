@@ -3,7 +3,7 @@
  * the gateway). Both sides import these types; the streams are NDJSON over HTTP, each line
  * one message, so they survive proxies and are easy to read with curl.
  */
-import type { HealthCheckSpec } from './manifest.js';
+import type { BalanceAlgorithm, HealthCheckSpec, OutlierSpec, PrimaryCheckSpec, StickySpec } from './manifest.js';
 
 /** One instance a zone supervisor must keep running, as the control plane wants it. */
 export interface DesiredInstance {
@@ -24,6 +24,11 @@ export interface DesiredInstance {
   readonly stopGraceMs: number;
   /** Where the instance lives in its environment's private network; null without isolation (loopback). */
   readonly network: InstanceNetwork | null;
+  /**
+   * The instance serves a check endpoint (a primary_check) on a second port, given to it as
+   * CHECK_PORT and reported back as `checkPort`. Absent in older lists: false.
+   */
+  readonly checkPort?: boolean;
 }
 
 /** The inputs of the environment's network plan (`planEnvironment(cidr, envIndex, zones)` in @lanes/network). */
@@ -84,6 +89,8 @@ export interface ObservedInstance {
   /** The address the instance is reached at (never assumed to be loopback). */
   readonly address: string;
   readonly port: number | null;
+  /** The CHECK_PORT given to the instance, when it asked for one. */
+  readonly checkPort?: number | null;
   readonly healthy: boolean;
   readonly restarts: number;
   readonly lastExitCode: number | null;
@@ -118,13 +125,67 @@ export interface Endpoint {
   readonly zone: string;
   readonly address: string;
   readonly port: number;
+  /** Where the instance serves its primary check (TCP routes with a primary_check). */
+  readonly checkPort?: number | null;
 }
 
+/**
+ * How the gateway balances one route. Every field is optional on the wire (tables persisted
+ * by an older gateway lack them); the gateway fills in the defaults of the manifest.
+ */
 export interface Route {
   /** Path prefix; `/` matches everything. Longest prefix wins. */
   readonly pathPrefix: string;
   readonly service: string;
   readonly endpoints: readonly Endpoint[];
+  /** @default "round_robin" */
+  readonly balance?: BalanceAlgorithm;
+  /** @default null */
+  readonly sticky?: StickySpec | null;
+  /** Response-headers timeout for this route. @default 30000 */
+  readonly timeoutMs?: number;
+  /** Active health checks made by the gateway itself; null: none (the supervisors' checks still gate the table). */
+  readonly health?: HealthCheckSpec | null;
+  readonly outlier?: OutlierSpec;
+}
+
+/** A token bucket: `rps` tokens a second, up to `burst`. */
+export interface RateLimit {
+  readonly rps: number;
+  readonly burst: number;
+}
+
+/**
+ * Access control and edge behaviour of one environment (`lanes edge set`). Limits the
+ * gateway applies before the Host is known (header size, header time) are the gateway's own.
+ */
+export interface EdgeSettings {
+  /** Client CIDRs allowed; empty: everyone (unless denied). */
+  readonly allow: readonly string[];
+  /** Client CIDRs refused (checked before allow). */
+  readonly deny: readonly string[];
+  /** Per client IP; null: none. */
+  readonly clientRate: RateLimit | null;
+  /** For the whole environment; null: none. */
+  readonly environmentRate: RateLimit | null;
+  /** Largest request body; null: the gateway's default. */
+  readonly maxBodyBytes: number | null;
+  /** Open connections per client IP; null: the gateway's default. */
+  readonly maxConnectionsPerClient: number | null;
+  /** Answer plain-HTTP requests with a redirect to HTTPS. */
+  readonly httpsRedirect: boolean;
+  /** Strict-Transport-Security max-age in seconds on HTTPS answers; null: no header. */
+  readonly hstsMaxAgeS: number | null;
+}
+
+/** A certificate the gateway serves for an environment's host names (PEM). */
+export interface TlsMaterial {
+  /** The leaf first, then any intermediates. */
+  readonly certPem: string;
+  readonly keyPem: string;
+  /** platform: issued by the platform's CA and renewed automatically; custom: `lanes cert set`. */
+  readonly source: 'platform' | 'custom';
+  readonly notAfter: string;
 }
 
 export interface VirtualHost {
@@ -132,6 +193,25 @@ export interface VirtualHost {
   readonly tenant: string;
   readonly environment: string;
   readonly routes: readonly Route[];
+  /** @default no access control, no redirect, no HSTS */
+  readonly edge?: EdgeSettings;
+  /** null or absent: the host is not served over HTTPS. */
+  readonly tls?: TlsMaterial | null;
+}
+
+/** A platform TCP port for one service of one environment. */
+export interface TcpRoute {
+  /** The port the gateway listens on for this service. */
+  readonly port: number;
+  readonly tenant: string;
+  readonly environment: string;
+  readonly service: string;
+  readonly endpoints: readonly Endpoint[];
+  /** Only the endpoint whose check answers 200 gets connections; null: all healthy ones, in turn. */
+  readonly primaryCheck: PrimaryCheckSpec | null;
+  /** Client CIDRs allowed/denied, from the environment's edge settings. */
+  readonly allow?: readonly string[];
+  readonly deny?: readonly string[];
 }
 
 export interface RoutingTable {
@@ -139,6 +219,8 @@ export interface RoutingTable {
   readonly revision: number;
   readonly generatedAt: string;
   readonly hosts: readonly VirtualHost[];
+  /** @default [] */
+  readonly tcp?: readonly TcpRoute[];
 }
 
 /** Control plane → gateway, one line of `GET /v1/gateway/watch`. */
