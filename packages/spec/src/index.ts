@@ -6,3 +6,5 @@ export * from './manifest.js';
 export type * from './protocol.js';
 export * from './placement.js';
 export * from './reconcile.js';
+export type * from './dns.js';
+export * from './edge.js';

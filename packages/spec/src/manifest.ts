@@ -13,7 +13,7 @@ export const MANIFEST_FILE = 'lanes.yaml';
 export const MAX_MANIFEST_BYTES = 64 * 1024;
 export const MAX_INSTANCES_PER_SERVICE = 50;
 /** Variables the platform sets itself; a manifest may not override them. */
-export const RESERVED_ENV = ['PORT', 'HOST', 'LANES_TENANT', 'LANES_ENV', 'LANES_SERVICE', 'LANES_INSTANCE', 'LANES_ZONE', 'LANES_RELEASE'];
+export const RESERVED_ENV = ['PORT', 'CHECK_PORT', 'HOST', 'LANES_TENANT', 'LANES_ENV', 'LANES_SERVICE', 'LANES_INSTANCE', 'LANES_ZONE', 'LANES_RELEASE'];
 
 const duration = z.union([z.number(), z.string()]).superRefine((v, ctx) => {
   try {

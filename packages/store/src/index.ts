@@ -5,9 +5,11 @@
 export { openStore, Store, type OpenStoreOptions, type StoreLogger, type CreatedRelease, type ListEventsOptions } from './store.js';
 export { migrationNames } from './migrations.js';
 export type {
+  CertificateSource,
   Change,
   ChangeKind,
   Desired,
+  DnsRecord,
   EgressEntry,
   Environment,
   Event,
@@ -17,7 +19,9 @@ export type {
   Release,
   RunState,
   RunStates,
+  StoredCertificate,
   ReleaseStatus,
+  TcpListener,
   Tenant,
   Token,
   TokenRole,

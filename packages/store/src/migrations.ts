@@ -115,10 +115,83 @@ const serviceStates: Migration = {
   },
 };
 
+/**
+ * Platform TCP ports: one per tcp service of an environment, kept across releases and
+ * restarts (clients are configured with it), freed with the service or the environment.
+ */
+const tcpListeners: Migration = {
+  async up(db) {
+    await run(db, [
+      `create table tcp_listeners (
+        environment_id text not null references environments (id) on delete cascade,
+        service text not null,
+        port integer not null unique check (port between 1 and 65535),
+        created_at timestamptz not null default now(),
+        primary key (environment_id, service)
+      )`,
+    ]);
+  },
+};
+
+/**
+ * One TLS certificate per environment, served by the gateway for its host: issued by the
+ * platform CA (renewed automatically) or brought by the user (`lanes cert set`). The key
+ * is stored as it is served; the admin database is already the platform's secret store.
+ */
+const certificates: Migration = {
+  async up(db) {
+    await run(db, [
+      `create table certificates (
+        environment_id text primary key references environments (id) on delete cascade,
+        cert_pem text not null,
+        key_pem text not null,
+        source text not null check (source in ('platform', 'custom')),
+        not_before timestamptz not null,
+        not_after timestamptz not null,
+        created_at timestamptz not null default now()
+      )`,
+    ]);
+  },
+};
+
+/**
+ * DNS failover records (`lanes dns set`): a name inside the platform domain answered with
+ * its primary address while the primary's health check passes, else with its secondary.
+ * The checks are JSON (url, intervalMs, timeoutMs, thresholds) because the DNS server reads
+ * them as one value; the secondary's check may be null (always healthy).
+ */
+const dnsRecords: Migration = {
+  async up(db) {
+    await run(db, [
+      `create table dns_records (
+        name text primary key,
+        ttl integer not null check (ttl between 0 and 86400),
+        primary_address text not null,
+        primary_check jsonb not null,
+        secondary_address text not null,
+        secondary_check jsonb,
+        created_at timestamptz not null default now(),
+        updated_at timestamptz not null default now()
+      )`,
+    ]);
+  },
+};
+
+/** Access control and edge behaviour per environment (`lanes edge set`); null: the defaults. */
+const edge: Migration = {
+  async up(db) {
+    await run(db, [`alter table environments add column edge jsonb`]);
+  },
+};
+
 const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_init': init,
   '0002_networks': networks,
   '0003_service_states': serviceStates,
+  '0004_certificates': certificates,
+  '0005_tcp_listeners': tcpListeners,
+  '0006_edge': edge,
+  '0007_dns_records': dnsRecords,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -4,7 +4,7 @@
  * to the camelCase domain types in store.ts; nothing outside this package sees these.
  */
 import type { ColumnType } from 'kysely';
-import type { Desired, Lane, Phase, ReleaseStatus, TokenRole } from './types.js';
+import type { CertificateSource, Desired, Lane, Phase, ReleaseStatus, TokenRole } from './types.js';
 
 /** timestamptz: drivers hand back a Date; written by the database's now(). */
 type Timestamp = ColumnType<Date | string, Date | string | undefined, Date | string>;
@@ -28,6 +28,7 @@ export interface EnvironmentsTable {
   created_at: Timestamp;
   net_index: number | null;
   egress: Jsonb | null;
+  edge: Jsonb | null;
 }
 
 export interface ReleasesTable {
@@ -67,6 +68,34 @@ export interface InstancesTable {
   address: string | null;
 }
 
+export interface TcpListenersTable {
+  environment_id: string;
+  service: string;
+  port: number;
+  created_at: Timestamp;
+}
+
+export interface CertificatesTable {
+  environment_id: string;
+  cert_pem: string;
+  key_pem: string;
+  source: CertificateSource;
+  not_before: Timestamp;
+  not_after: Timestamp;
+  created_at: Timestamp;
+}
+
+export interface DnsRecordsTable {
+  name: string;
+  ttl: number;
+  primary_address: string;
+  primary_check: Jsonb;
+  secondary_address: string;
+  secondary_check: Jsonb | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
 export interface ZonesTable {
   name: string;
   agent_url: string;
@@ -100,6 +129,9 @@ export interface Database {
   services: ServicesTable;
   service_states: ServiceStatesTable;
   instances: InstancesTable;
+  tcp_listeners: TcpListenersTable;
+  certificates: CertificatesTable;
+  dns_records: DnsRecordsTable;
   zones: ZonesTable;
   events: EventsTable;
   api_tokens: ApiTokensTable;

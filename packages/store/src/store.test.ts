@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import type { Manifest, ObservedInstance } from '@lanes/spec';
+import { parseEdgeSettings } from '@lanes/spec';
 import { findPostgresBin, startPostgres, tempDir, type ThrowawayPostgres } from '@lanes/testkit';
 import pg from 'pg';
 import { migrationNames, openStore, type Change, type Store } from './index.js';
@@ -120,6 +121,23 @@ function defineCases(get: () => Store): void {
     assert.equal(i.address, '10.88.9.2');
     assert.equal((await store.listInstances({ environmentId: b.id }))[0]?.address, '10.88.9.2');
     await assert.rejects(store.createInstance({ id: uniq('web'), environmentId: b.id, service: 'web', release: 'hnet', zone: 'a', address: '10.88.9.2' }));
+  });
+
+  test('edge settings: null by default, stored and read back as given, cleared with null', async () => {
+    const store = get();
+    const tenant = uniq('edge');
+    await store.createTenant(tenant);
+    const env = await store.createEnvironment({ tenant, name: 'prod', lane: 'single' });
+    assert.equal(env.edge, null);
+    const edge = parseEdgeSettings({ deny: ['127.0.0.1/32', '2001:db8::/32'], clientRate: '5/s,10', maxBodyBytes: '1mb' });
+    const changes: Change[] = [];
+    const off = store.onChange((c) => changes.push(c));
+    assert.deepEqual((await store.setEdge(env.id, edge)).edge, edge);
+    off();
+    assert.ok(changes.some((c) => c.kind === 'environment' && c.environmentId === env.id), 'a change is announced');
+    assert.deepEqual((await store.getEnvironment(tenant, 'prod')).edge, edge);
+    assert.equal((await store.setEdge(env.id, null)).edge, null);
+    await assert.rejects(store.setEdge('env_missing', edge), { name: 'NotFoundError' });
   });
 
   test('tenants: create, list, get, and one-line conflict and not-found messages', async () => {

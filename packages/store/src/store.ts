@@ -9,13 +9,17 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { ConflictError, InputError, NotFoundError, checkLane, checkName } from '@lanes/spec';
-import type { Manifest, ObservedInstance } from '@lanes/spec';
+import type { DnsHealthCheck, Manifest, ObservedInstance } from '@lanes/spec';
+import { isEdgeSettings, type EdgeSettings } from '@lanes/spec';
 import { Kysely, Migrator, PostgresDialect, sql, type RawBuilder, type Selectable, type Transaction } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import { migrationProvider } from './migrations.js';
-import type { Database, EnvironmentsTable, EventsTable, ReleasesTable, ZonesTable } from './schema.js';
+import type { DnsRecordsTable } from './schema.js';
+import type { DnsRecord } from './types.js';
+import type { CertificatesTable, Database, EnvironmentsTable, EventsTable, ReleasesTable, TcpListenersTable, ZonesTable } from './schema.js';
 import type {
+  CertificateSource,
   Change,
   Desired,
   Environment,
@@ -28,6 +32,8 @@ import type {
   RunState,
   RunStates,
   ReleaseStatus,
+  StoredCertificate,
+  TcpListener,
   Tenant,
   Token,
   TokenRole,
@@ -203,6 +209,7 @@ function toEnvironment(r: Selectable<EnvironmentsTable>): Environment {
     createdAt: iso(r.created_at),
     netIndex: r.net_index,
     egress: isEgress(r.egress) ? r.egress : null,
+    edge: isEdgeSettings(r.edge) ? r.edge : null,
   };
 }
 
@@ -220,6 +227,41 @@ function toRelease(r: Selectable<ReleasesTable>): Release {
     status: r.status,
     sizeBytes: Number(r.size_bytes),
     createdAt: iso(r.created_at),
+  };
+}
+
+function toTcpListener(r: Selectable<TcpListenersTable>): TcpListener {
+  return { environmentId: r.environment_id, service: r.service, port: r.port, createdAt: iso(r.created_at) };
+}
+
+/** How often assignTcpPort retries after another environment took the port it chose. */
+const TCP_PORT_ATTEMPTS = 5;
+
+function toCertificate(r: Selectable<CertificatesTable>): StoredCertificate {
+  return {
+    environmentId: r.environment_id,
+    certPem: r.cert_pem,
+    keyPem: r.key_pem,
+    source: r.source,
+    notBefore: iso(r.not_before),
+    notAfter: iso(r.not_after),
+    createdAt: iso(r.created_at),
+  };
+}
+
+function isCheck(v: unknown): v is DnsHealthCheck {
+  return isRecord(v) && typeof v.url === 'string' && typeof v.intervalMs === 'number' && typeof v.timeoutMs === 'number';
+}
+
+function toDnsRecord(r: Selectable<DnsRecordsTable>): DnsRecord {
+  if (!isCheck(r.primary_check)) throw new Error(`store: dns record ${r.name} has a malformed primary check`);
+  return {
+    name: r.name,
+    ttl: r.ttl,
+    primary: { address: r.primary_address, check: r.primary_check },
+    secondary: { address: r.secondary_address, check: isCheck(r.secondary_check) ? r.secondary_check : null },
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
   };
 }
 
@@ -415,6 +457,19 @@ export class Store {
     const r = await this.#db
       .updateTable('environments')
       .set({ egress: egress === null ? null : JSON.stringify(egress) })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirst();
+    if (!r) throw new NotFoundError(`environment id "${id}" not found; it may have been deleted`);
+    this.#emit([change('environment', { tenant: r.tenant, environment: r.name, environmentId: r.id })]);
+    return toEnvironment(r);
+  }
+
+  /** Sets the environment's edge settings (null: the defaults). */
+  async setEdge(id: string, edge: EdgeSettings | null): Promise<Environment> {
+    const r = await this.#db
+      .updateTable('environments')
+      .set({ edge: edge === null ? null : jsonb(edge) })
       .where('id', '=', id)
       .returningAll()
       .executeTakeFirst();
@@ -664,6 +719,162 @@ export class Store {
   async #emitInstance(environmentId: string): Promise<void> {
     const env = await this.#db.selectFrom('environments').select(['tenant', 'name']).where('id', '=', environmentId).executeTakeFirst();
     this.#emit([change('instance', { tenant: env?.tenant, environment: env?.name, environmentId })]);
+  }
+
+  // ---- TCP listeners (platform TCP ports) ----
+
+  /** The platform TCP ports in use (of one environment, or all), by port. */
+  async listTcpListeners(environmentId?: string): Promise<TcpListener[]> {
+    let q = this.#db.selectFrom('tcp_listeners').selectAll();
+    if (environmentId !== undefined) q = q.where('environment_id', '=', environmentId);
+    const rows = await q.orderBy('port').execute();
+    return rows.map(toTcpListener);
+  }
+
+  /**
+   * The platform TCP port of a service: the one it already has (ports are stable, clients
+   * are configured with them), else the lowest free port in `first..last`. A ConflictError
+   * when every port of the range is taken.
+   */
+  async assignTcpPort(environmentId: string, service: string, range: { readonly first: number; readonly last: number }): Promise<TcpListener> {
+    checkName('service', service);
+    const { first, last } = range;
+    if (!Number.isInteger(first) || !Number.isInteger(last) || first < 1 || last > 65_535 || first > last) {
+      throw new InputError(`tcp ports: ${first}-${last} is not a port range; use first-last within 1-65535`, 'tcpPorts');
+    }
+    for (let attempt = 0; attempt < TCP_PORT_ATTEMPTS; attempt++) {
+      const got = await this.#write(async (trx, changes) => {
+        // The environment's row lock serialises assignments within it; across environments the
+        // unique port decides (a lost race retries with a fresh look).
+        const env = await this.#envRow(trx, environmentId, true);
+        const existing = await trx.selectFrom('tcp_listeners').selectAll().where('environment_id', '=', environmentId).where('service', '=', service).executeTakeFirst();
+        if (existing) return toTcpListener(existing);
+        const used = new Set((await trx.selectFrom('tcp_listeners').select('port').where('port', '>=', first).where('port', '<=', last).execute()).map((r) => r.port));
+        let port: number | null = null;
+        for (let p = first; p <= last && port === null; p++) if (!used.has(p)) port = p;
+        if (port === null) {
+          throw new ConflictError(`tcp ports: all ${last - first + 1} platform TCP ports (${first}-${last}) are in use; widen the range (--tcp-ports) or delete an environment with tcp services`);
+        }
+        const r = await trx
+          .insertInto('tcp_listeners')
+          .values({ environment_id: environmentId, service, port })
+          .onConflict((oc) => oc.doNothing())
+          .returningAll()
+          .executeTakeFirst();
+        if (!r) return null;
+        changes.push(change('service', { tenant: env.tenant, environment: env.name, environmentId }));
+        return toTcpListener(r);
+      });
+      if (got !== null) return got;
+    }
+    throw new ConflictError(`tcp ports: no port could be given to service ${service} after ${TCP_PORT_ATTEMPTS} attempts (other environments took them meanwhile); it is retried`);
+  }
+
+  /** Frees a service's platform TCP port (the service left the release). False when it had none. */
+  async releaseTcpPort(environmentId: string, service: string): Promise<boolean> {
+    const r = await this.#db.deleteFrom('tcp_listeners').where('environment_id', '=', environmentId).where('service', '=', service).returning('port').executeTakeFirst();
+    if (!r) return false;
+    const env = await this.#db.selectFrom('environments').select(['tenant', 'name']).where('id', '=', environmentId).executeTakeFirst();
+    this.#emit([change('service', { tenant: env?.tenant, environment: env?.name, environmentId })]);
+    return true;
+  }
+
+  // ---- certificates ----
+
+  async getCertificate(environmentId: string): Promise<StoredCertificate | null> {
+    const r = await this.#db.selectFrom('certificates').selectAll().where('environment_id', '=', environmentId).executeTakeFirst();
+    return r ? toCertificate(r) : null;
+  }
+
+  async listCertificates(): Promise<StoredCertificate[]> {
+    const rows = await this.#db.selectFrom('certificates').selectAll().orderBy('environment_id').execute();
+    return rows.map(toCertificate);
+  }
+
+  /**
+   * Stores the environment's certificate, replacing the one it had. With `replace:
+   * 'platform-only'` (automatic issuance and renewal) a custom certificate is never
+   * overwritten: the answer is null when one is there, so a `lanes cert set` racing with a
+   * renewal wins.
+   */
+  async putCertificate(
+    input: { environmentId: string; certPem: string; keyPem: string; source: CertificateSource; notBefore: string; notAfter: string },
+    replace: 'any' | 'platform-only' = 'any',
+  ): Promise<StoredCertificate | null> {
+    if (input.source !== 'platform' && input.source !== 'custom') throw new InputError(`source: ${JSON.stringify(input.source)} is not a certificate source; use platform or custom`, 'source');
+    return this.#write(async (trx, changes) => {
+      const env = await this.#envRow(trx, input.environmentId, true);
+      const values = {
+        cert_pem: input.certPem,
+        key_pem: input.keyPem,
+        source: input.source,
+        not_before: input.notBefore,
+        not_after: input.notAfter,
+        created_at: sql<string>`now()`,
+      };
+      const r = await trx
+        .insertInto('certificates')
+        .values({ environment_id: input.environmentId, ...values })
+        .onConflict((oc) => {
+          const update = oc.column('environment_id').doUpdateSet(values);
+          return replace === 'platform-only' ? update.where('certificates.source', '=', 'platform') : update;
+        })
+        .returningAll()
+        .executeTakeFirst();
+      if (!r) return null;
+      changes.push(change('environment', { tenant: env.tenant, environment: env.name, environmentId: env.id }));
+      return toCertificate(r);
+    });
+  }
+
+  /** Removes the environment's certificate; false when it had none. */
+  async deleteCertificate(environmentId: string): Promise<boolean> {
+    const r = await this.#db.deleteFrom('certificates').where('environment_id', '=', environmentId).returning('environment_id').executeTakeFirst();
+    if (!r) return false;
+    const env = await this.#db.selectFrom('environments').select(['tenant', 'name']).where('id', '=', environmentId).executeTakeFirst();
+    this.#emit([change('environment', { tenant: env?.tenant, environment: env?.name, environmentId })]);
+    return true;
+  }
+
+  // ---- DNS failover records ----
+
+  /** Every failover record, by name. */
+  async listDnsRecords(): Promise<DnsRecord[]> {
+    const rows = await this.#db.selectFrom('dns_records').selectAll().orderBy('name').execute();
+    return rows.map(toDnsRecord);
+  }
+
+  /**
+   * Creates or replaces the record `input.name` (the caller has validated it); `created`
+   * tells which. The creation time of a replaced record is kept.
+   */
+  async putDnsRecord(input: Omit<DnsRecord, 'createdAt' | 'updatedAt'>): Promise<DnsRecord & { readonly created: boolean }> {
+    if (!Number.isInteger(input.ttl) || input.ttl < 0 || input.ttl > 86_400) throw new InputError(`ttl: ${String(input.ttl)} is not a TTL; use 0-86400 seconds`, 'ttl');
+    return this.#write(async (trx, changes) => {
+      const existed = await trx.selectFrom('dns_records').select('name').where('name', '=', input.name).forUpdate().executeTakeFirst();
+      const values = {
+        ttl: input.ttl,
+        primary_address: input.primary.address,
+        primary_check: jsonb(input.primary.check),
+        secondary_address: input.secondary.address,
+        secondary_check: input.secondary.check === null ? sql`null::jsonb` : jsonb(input.secondary.check),
+      };
+      const r = await trx
+        .insertInto('dns_records')
+        .values({ name: input.name, ...values })
+        .onConflict((oc) => oc.column('name').doUpdateSet({ ...values, updated_at: sql`now()` }))
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      changes.push(change('dns'));
+      return { ...toDnsRecord(r), created: existed === undefined };
+    });
+  }
+
+  /** Deletes a record; a NotFoundError when there is none of that name. */
+  async deleteDnsRecord(name: string): Promise<void> {
+    const r = await this.#db.deleteFrom('dns_records').where('name', '=', name).returning('name').executeTakeFirst();
+    if (!r) throw new NotFoundError(`dns record "${name}" not found; see lanes dns list`);
+    this.#emit([change('dns')]);
   }
 
   // ---- zones ----

@@ -1,5 +1,6 @@
 /** The store's row types: camelCase fields, timestamps as ISO-8601 strings. */
-import type { Lane, Manifest, ObservedInstance } from '@lanes/spec';
+import type { DnsHealthCheck, Lane, Manifest, ObservedInstance } from '@lanes/spec';
+import type { EdgeSettings } from '@lanes/spec';
 
 export type { Lane };
 export type Phase = 'active' | 'deleting';
@@ -26,6 +27,8 @@ export interface Environment {
   readonly netIndex: number | null;
   /** Egress allow-list; null: any destination outside the platform. */
   readonly egress: readonly EgressEntry[] | null;
+  /** Access control and edge behaviour (`lanes edge set`); null (or absent): the defaults. */
+  readonly edge?: EdgeSettings | null;
 }
 
 export interface EgressEntry {
@@ -62,6 +65,42 @@ export interface InstanceRow {
   readonly address: string | null;
 }
 
+/** A platform TCP port: the gateway listens on it for one tcp service of one environment. */
+export interface TcpListener {
+  readonly environmentId: string;
+  readonly service: string;
+  readonly port: number;
+  readonly createdAt: string;
+}
+
+export type CertificateSource = 'platform' | 'custom';
+
+/** An environment's TLS certificate as stored (PEMs; the key is a secret: never logged or shown). */
+export interface StoredCertificate {
+  readonly environmentId: string;
+  /** The leaf first, then any intermediates. */
+  readonly certPem: string;
+  readonly keyPem: string;
+  /** platform: issued by the platform CA, renewed automatically; custom: brought by the user. */
+  readonly source: CertificateSource;
+  readonly notBefore: string;
+  readonly notAfter: string;
+  readonly createdAt: string;
+}
+
+/** A DNS failover record (`lanes dns set`), as stored. */
+export interface DnsRecord {
+  /** Fully qualified, lower case, inside the platform domain. */
+  readonly name: string;
+  /** Seconds. */
+  readonly ttl: number;
+  readonly primary: { readonly address: string; readonly check: DnsHealthCheck };
+  /** A secondary without a check is always counted as healthy. */
+  readonly secondary: { readonly address: string; readonly check: DnsHealthCheck | null };
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
 export interface Zone {
   readonly name: string;
   readonly agentUrl: string;
@@ -87,7 +126,7 @@ export interface Token {
   readonly role: TokenRole;
 }
 
-export type ChangeKind = 'tenant' | 'environment' | 'release' | 'service' | 'instance' | 'zone' | 'event';
+export type ChangeKind = 'tenant' | 'environment' | 'release' | 'service' | 'instance' | 'zone' | 'event' | 'dns';
 
 /** One committed write, as told to onChange listeners. */
 export interface Change {
