@@ -2,6 +2,7 @@
  * The gateway process's configuration: flags parsed once at start, checked by hand with
  * one-line errors naming the flag, defaults in one place, frozen, then passed down.
  */
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { InputError } from '@lanes/spec';
@@ -32,6 +33,14 @@ export interface GatewayLimits {
   readonly ejectMs: number;
   /** On SIGTERM, how long in-flight requests may take to finish. @default 5000 */
   readonly shutdownGraceMs: number;
+  /** Time a client has to finish the TLS handshake on the HTTPS listener (tls.ts). @default 10000 */
+  readonly tlsHandshakeTimeoutMs: number;
+  /** Idle time after which a WebSocket (upgraded) tunnel is closed. @default 600000 */
+  readonly upgradeIdleTimeoutMs: number;
+  /** Largest request body of environments without their own limit (413 beyond; access.ts). @default 1073741824 */
+  readonly maxBodyBytes: number;
+  /** Connections one client (IPv4 address, IPv6 /64) may hold; more are closed at once (access.ts). @default 1000 */
+  readonly maxConnectionsPerClient: number;
 }
 
 export const DEFAULT_LIMITS: GatewayLimits = Object.freeze({
@@ -47,6 +56,10 @@ export const DEFAULT_LIMITS: GatewayLimits = Object.freeze({
   upstreamConnections: 128,
   ejectMs: 5_000,
   shutdownGraceMs: 5_000,
+  tlsHandshakeTimeoutMs: 10_000,
+  upgradeIdleTimeoutMs: 600_000,
+  maxBodyBytes: 1_073_741_824,
+  maxConnectionsPerClient: 1_000,
 });
 
 /** Each limit's flag and its allowed range. */
@@ -63,6 +76,10 @@ const LIMIT_FLAGS: Readonly<Record<keyof GatewayLimits, { readonly flag: string;
   upstreamConnections: { flag: 'upstream-connections', min: 1, max: 10_000 },
   ejectMs: { flag: 'eject-ms', min: 0, max: 600_000 },
   shutdownGraceMs: { flag: 'shutdown-grace-ms', min: 0, max: 600_000 },
+  tlsHandshakeTimeoutMs: { flag: 'tls-handshake-timeout-ms', min: 100, max: 120_000 },
+  upgradeIdleTimeoutMs: { flag: 'upgrade-idle-timeout-ms', min: 1_000, max: 86_400_000 },
+  maxBodyBytes: { flag: 'max-body-bytes', min: 0, max: 8_589_934_592 },
+  maxConnectionsPerClient: { flag: 'max-connections-per-client', min: 1, max: 1_000_000 },
 };
 
 const LIMIT_KEYS: ReadonlyArray<keyof GatewayLimits> = Object.keys(DEFAULT_LIMITS).filter(
@@ -92,7 +109,16 @@ export function resolveLimits(partial: Partial<GatewayLimits> = {}): GatewayLimi
 
 export interface GatewayConfig {
   readonly httpPort: number;
+  /** The HTTPS listener's port (0: a free one); null: no HTTPS. */
+  readonly httpsPort: number | null;
   readonly host: string;
+  /**
+   * Worker processes sharing the listeners (one per core by default); 0 serves from the
+   * main process itself, without a primary.
+   */
+  readonly workers: number;
+  /** Port of the admin listener (`GET /metrics`, Prometheus text) on the gateway's host; null: none. */
+  readonly adminPort: number | null;
   /** Control-plane base URL; null runs the gateway on its persisted table only. */
   readonly apiUrl: string | null;
   readonly tokenFile: string | null;
@@ -127,6 +153,9 @@ export function parseConfig(argv: readonly string[]): GatewayConfig {
       allowPositionals: false,
       options: {
         'http-port': { type: 'string' },
+        'https-port': { type: 'string' },
+        workers: { type: 'string' },
+        'admin-port': { type: 'string' },
         host: { type: 'string' },
         api: { type: 'string' },
         'token-file': { type: 'string' },
@@ -145,6 +174,13 @@ export function parseConfig(argv: readonly string[]): GatewayConfig {
   };
 
   const httpPort = parsePort('http-port', str('http-port') ?? '8080');
+  const httpsRaw = str('https-port');
+  const httpsPort = httpsRaw === undefined ? null : parsePort('https-port', httpsRaw);
+  const workersRaw = str('workers');
+  const workers = workersRaw === undefined ? Math.min(availableParallelism(), 16) : parseInteger('workers', workersRaw);
+  if (workers > 64) throw new InputError(`--workers: ${workers} is too many; use 0-64 (0: no worker processes)`, 'workers');
+  const adminRaw = str('admin-port');
+  const adminPort = adminRaw === undefined ? null : parsePort('admin-port', adminRaw);
   const host = str('host') ?? '127.0.0.1';
   if (!/^[A-Za-z0-9.:-]{1,253}$/.test(host)) throw new InputError(`--host: ${JSON.stringify(host)} is not an address to listen on`, 'host');
 
@@ -185,7 +221,10 @@ export function parseConfig(argv: readonly string[]): GatewayConfig {
 
   return Object.freeze({
     httpPort,
+    httpsPort,
     host,
+    workers,
+    adminPort,
     apiUrl,
     tokenFile,
     stateDir: path.resolve(stateDirRaw),

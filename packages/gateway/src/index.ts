@@ -21,3 +21,4 @@ export { TableWatcher, decideAndApply, tokenFromFile, type TableWatcherOptions, 
 export { parseConfig, resolveLimits, DEFAULT_LIMITS, type GatewayConfig, type GatewayLimits } from './config.js';
 export { writeFileAtomic, TABLE_FILE, READY_FILE, ACCESS_LOG_FILE } from './persist.js';
 export { createLogger, serializers } from './logging.js';
+export { TcpRouter, checkStatus, DEFAULT_TCP_LIMITS, type TcpLimits, type TcpRouterOptions } from './tcp.js';

@@ -1,7 +1,7 @@
 /**
- * The gateway process: `node packages/gateway/dist/main.js --state-dir DIR [--http-port 8080]
+ * The gateway process: `node packages/gateway/dist/main.js --state-dir DIR [--http-port 8080] [--https-port 8443]
  * [--host 127.0.0.1] [--api URL --token-file PATH]`. Parses its flags once, serves the
- * persisted routing table at once, writes `DIR/gateway.json` ({ pid, url }) when it
+ * persisted routing table at once, writes `DIR/gateway.json` ({ pid, url, httpsUrl }) when it
  * listens, follows the control plane's watch stream, and on SIGTERM drains and exits 0.
  * Exit codes: 0 clean stop, 1 could not start, 2 bad flags.
  */
@@ -12,6 +12,7 @@ import type { GatewayConfig } from './config.js';
 import { createLogger } from './logging.js';
 import { READY_FILE, writeFileAtomic } from './persist.js';
 import { MetricsReporter } from './metrics.js';
+import { isWorker, runPrimary, runWorker } from './cluster.js';
 import { Gateway } from './proxy.js';
 import { TableWatcher, tokenFromFile } from './watch.js';
 
@@ -36,7 +37,11 @@ async function main(): Promise<void> {
     process.exit(1);
   });
 
-  const gateway = new Gateway({ stateDir: config.stateDir, host: config.host, httpPort: config.httpPort, limits: config.limits, logger: log });
+  // Several processes share the listeners (cluster.ts); --workers 0 serves from this one.
+  if (isWorker()) return runWorker(config, log.child({ worker: process.pid }));
+  if (config.workers > 0) return runPrimary(config, log);
+
+  const gateway = new Gateway({ stateDir: config.stateDir, host: config.host, httpPort: config.httpPort, ...(config.httpsPort === null ? {} : { httpsPort: config.httpsPort }), limits: config.limits, logger: log });
   let url: string;
   try {
     url = await gateway.start();
@@ -45,7 +50,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const readyFile = path.join(config.stateDir, READY_FILE);
-  await writeFileAtomic(readyFile, `${JSON.stringify({ pid: process.pid, url })}\n`);
+  await writeFileAtomic(readyFile, `${JSON.stringify({ pid: process.pid, url, httpsUrl: gateway.httpsUrl })}\n`);
 
   let watcher: TableWatcher | null = null;
   let reporter: MetricsReporter | null = null;

@@ -5,12 +5,16 @@
  */
 import type { Logger } from 'pino';
 import { request } from 'undici';
-import type { TrafficCounter } from './proxy.js';
+
+/** Requests per service since the previous call. */
+export interface TrafficSource {
+  take(): { tenant: string; environment: string; service: string; requests: number }[];
+}
 
 export interface MetricsReporterOptions {
   readonly apiUrl: string;
   readonly token: () => Promise<string>;
-  readonly traffic: TrafficCounter;
+  readonly traffic: TrafficSource;
   readonly logger: Logger;
   /** @default 2000 */
   readonly intervalMs?: number;

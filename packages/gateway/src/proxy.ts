@@ -24,7 +24,9 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import http from 'node:http';
+import type net from 'node:net';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
@@ -34,9 +36,16 @@ import { resolveLimits } from './config.js';
 import type { GatewayLimits } from './config.js';
 import { silentLogger } from './logging.js';
 import type { Logger } from './logging.js';
+import { HealthChecker } from './checks.js';
 import { ACCESS_LOG_FILE, LatestWriter, readJsonFile, TABLE_FILE } from './persist.js';
-import { normalizeHost, RoutingState } from './routing.js';
-import type { RouteMatch, Upstream } from './routing.js';
+import { handleUpgrade } from './upgrade.js';
+import { applyHttpsPolicy, HttpsListener, NO_HTTPS } from './tls.js';
+import type { HttpsPolicy } from './tls.js';
+import { TcpRouter } from './tcp.js';
+import type { UpgradeContext } from './upgrade.js';
+import { BodyTooLargeError, checkFraming, EdgeAccess, isPlainHost, refuseAuthority } from './access.js';
+import { normalizeHost, routeTimeoutMs, RoutingState, stickyCookie, stickyInstance } from './routing.js';
+import type { EjectionEvent, Outcome, RouteMatch, Upstream } from './routing.js';
 
 /** A guard's verdict that stops a request before routing. */
 export interface Rejection {
@@ -58,12 +67,25 @@ export interface GatewayOptions {
   readonly host?: string;
   /** Listen port; 0 picks a free one. @default 0 */
   readonly httpPort?: number;
+  /** HTTPS listen port (tls.ts); 0 picks a free one. @default undefined: no HTTPS */
+  readonly httpsPort?: number;
   /** Timeouts and sizes; see GatewayLimits for the defaults. */
   readonly limits?: Partial<GatewayLimits>;
   /** Access control / WAF stages run before routing. @default [] */
   readonly guards?: readonly RequestGuard[];
   /** The process log. @default a silent logger */
   readonly logger?: Logger;
+  /**
+   * Run the routes' active health checks in this process. A worker of a multi-process
+   * gateway turns this off and takes the verdicts from its primary (`setCheckDown`).
+   * @default true
+   */
+  readonly activeChecks?: boolean;
+  /**
+   * Write each accepted table to the state directory (read back at start). A worker of a
+   * multi-process gateway leaves that to its primary. @default true
+   */
+  readonly persistTable?: boolean;
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
@@ -117,32 +139,29 @@ function isDroppedResponseHeader(name: string): boolean {
   }
 }
 
-/** What an exchange needs from its gateway; kept narrow so the hot path stays obvious. */
-/** Counts routed requests per tenant/environment/service; `take` hands them over and resets. */
+/** Requests routed per service since the last `take` (the autoscaler's traffic report). */
 export class TrafficCounter {
-  #counts = new Map<string, { tenant: string; environment: string; service: string; requests: number }>();
-
-  count(tenant: string, environment: string, service: string): void {
-    const key = `${tenant}/${environment}/${service}`;
-    const c = this.#counts.get(key);
-    if (c) c.requests += 1;
-    else this.#counts.set(key, { tenant, environment, service, requests: 1 });
+  readonly #routing: RoutingState;
+  constructor(routing: RoutingState) {
+    this.#routing = routing;
   }
 
   take(): { tenant: string; environment: string; service: string; requests: number }[] {
-    const out = [...this.#counts.values()];
-    this.#counts = new Map();
-    return out;
+    return this.#routing.stats.takeRequests();
   }
 }
 
+/** What an exchange needs from its gateway; kept narrow so the hot path stays obvious. */
 interface ProxyContext {
   readonly routing: RoutingState;
-  readonly traffic: TrafficCounter;
   readonly limits: GatewayLimits;
   readonly guards: readonly RequestGuard[];
   readonly log: Logger;
   readonly access: AccessLog;
+  /** Access control per environment and hostile-framing checks (access.ts). */
+  readonly edge: EdgeAccess;
+  /** Where plain-HTTP requests of environments that ask for it are redirected (tls.ts). */
+  readonly https: HttpsPolicy;
   pool(upstream: Upstream): Pool;
   done(): void;
 }
@@ -151,7 +170,7 @@ interface ProxyContext {
  * The server's response class. It carries its exchange so that the close and drain
  * listeners are two shared functions instead of two closures per request.
  */
-class GatewayResponse extends http.ServerResponse {
+export class GatewayResponse extends http.ServerResponse {
   exchange: Exchange | null = null;
 }
 
@@ -178,6 +197,13 @@ class Exchange implements Dispatcher.DispatchHandler {
   #requestId = '';
   #client = '';
   #host = '';
+  #cookie = '';
+  /** Set-Cookie pinning the client to the chosen instance (sticky routes), or null. */
+  #setCookie: string | null = null;
+  /** The upstream whose in-flight count holds this request. */
+  #counted: Upstream | null = null;
+  /** The instance the client's sticky cookie names, if any. */
+  #pinned: string | null = null;
   #path = '/';
   #headers: string[] = [];
   /** What undici sends upstream; the same object for a retry. */
@@ -206,7 +232,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     res.exchange = this;
     res.on('close', onResponseClose);
     const badTarget = this.#prepare();
-    if (badTarget !== null) return this.#answer(400, badTarget);
+    if (badTarget !== null) return typeof badTarget === 'string' ? this.#answer(400, badTarget) : this.#answer(badTarget.status, badTarget.message);
 
     // Access control / WAF stages: the place for allow-lists, rate limits and rules.
     const guards = this.#ctx.guards;
@@ -224,8 +250,15 @@ class Exchange implements Dispatcher.DispatchHandler {
       return this.#answer(404, `no route of ${vhost.tenant}/${vhost.environment} serves path ${JSON.stringify(pathOnly(this.#path))}`);
     }
     this.#match = match;
-    this.#ctx.traffic.count(match.vhost.tenant, match.vhost.environment, match.route.service);
-    const upstream = routing.pick(match);
+    match.stats.requests++;
+    match.stats.inFlight++;
+    // Access control per environment (access.ts): allow/deny, connections, rates, body size.
+    const refused = this.#ctx.edge.admit(match.vhost, this.#client, this.#hasBody, this.#req, res);
+    if (refused !== null) return this.#answer(refused.status, refused.message);
+    if (applyHttpsPolicy(this.#ctx.https, match.vhost, this.#req, res, this.#path)) return this.#answer(308, 'this environment is served over HTTPS');
+    const pinned = this.#cookie === '' ? null : stickyInstance(match, this.#cookie);
+    this.#pinned = pinned;
+    const upstream = routing.pick(match, undefined, pinned);
     if (upstream === null) {
       return this.#answer(503, `no healthy instance of service ${JSON.stringify(match.route.service)} in ${match.vhost.tenant}/${match.vhost.environment}`);
     }
@@ -235,9 +268,9 @@ class Exchange implements Dispatcher.DispatchHandler {
   /**
    * One pass over the raw headers: finds Host, X-Request-Id, X-Forwarded-For and whether a
    * body follows, and builds the upstream header list without hop-by-hop headers. Returns
-   * an error message when the request target is unusable.
+   * an error message when the request target is unusable, or a refusal of hostile framing.
    */
-  #prepare(): string | null {
+  #prepare(): Rejection | string | null {
     const req = this.#req;
     const raw = req.rawHeaders;
     const out: string[] = [];
@@ -247,21 +280,30 @@ class Exchange implements Dispatcher.DispatchHandler {
     let hostIndex = -1;
     let lengthIndex = -1;
     let chunked = false;
+    // Hostile framing (access.ts checkFraming): counted in the loop, decided after it.
+    let hosts = 0;
+    let lengths = 0;
+    let encodings = 0;
+    let encoding = '';
     for (let i = 0; i + 1 < raw.length; i += 2) {
       const name = raw[i] ?? '';
       const value = raw[i + 1] ?? '';
       switch (name.toLowerCase()) {
         case 'host':
+          hosts++;
           this.#host = value;
           hostIndex = out.length;
           out.push(name, value);
           break;
         case 'content-length':
+          lengths++;
           if (value !== '0') this.#hasBody = true;
           lengthIndex = out.length;
           out.push(name, value);
           break;
         case 'transfer-encoding':
+          encodings++;
+          encoding = value;
           this.#hasBody = true;
           chunked = true;
           break;
@@ -284,8 +326,20 @@ class Exchange implements Dispatcher.DispatchHandler {
         case 'x-request-id':
           incomingId = value;
           break;
+        case 'cookie':
+          this.#cookie = this.#cookie === '' ? value : `${this.#cookie}; ${value}`;
+          out.push(name, value);
+          break;
         default:
           out.push(name, value);
+      }
+    }
+    if (hosts !== 1 || lengths > 1 || encodings !== 0 || !isPlainHost(this.#host)) {
+      const hostile = checkFraming(this.#res, req.httpVersion, hosts, this.#host, lengths, encodings, encoding);
+      if (hostile !== null) {
+        this.#client = req.socket.remoteAddress ?? '';
+        this.#requestId = randomUUID();
+        return hostile;
       }
     }
     // Node decodes a chunked body; undici sends it up re-chunked, so a Content-Length
@@ -304,6 +358,8 @@ class Exchange implements Dispatcher.DispatchHandler {
         return `request target ${JSON.stringify(target.slice(0, 100))} is not a valid URL`;
       }
       target = `${url.pathname}${url.search}`;
+      // A Host naming another authority: two parsers could disagree on the target (access.ts).
+      if (hostIndex >= 0 && normalizeHost(this.#host) !== normalizeHost(url.host)) return refuseAuthority(this.#res, url.host, this.#host);
       this.#host = url.host;
       if (hostIndex >= 0) out[hostIndex + 1] = url.host;
       else out.push('host', url.host);
@@ -318,7 +374,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       'x-forwarded-for',
       forwardedFor === '' ? client : `${forwardedFor}, ${client}`,
       'x-forwarded-proto',
-      'http',
+      this.#secure() ? 'https' : 'http',
       'x-forwarded-host',
       this.#host,
       'x-request-id',
@@ -332,12 +388,18 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#upstream = upstream;
     this.#controller = null;
     this.#upstreamDone = false;
+    upstream.state.outstanding++;
+    this.#counted = upstream;
+    // Sticky route: (re)pin the client when it lands elsewhere than its cookie says.
+    const match = this.#match;
+    this.#setCookie = match !== null && upstream.endpoint.instance !== this.#pinned ? stickyCookie(match, upstream, this.#secure()) : null;
     const req = this.#req;
     this.#opts ??= {
       path: this.#path,
       method: req.method ?? 'GET',
       headers: this.#headers,
-      body: this.#hasBody ? req : null,
+      body: this.#hasBody ? this.#ctx.edge.body(req) : null, // access.ts: a chunked body counted against its limit
+      headersTimeout: this.#match === null ? null : routeTimeoutMs(this.#match),
     };
     // Errors (a destroyed pool, bad options) come back through onResponseError.
     this.#ctx.pool(upstream).dispatch(this.#opts, this);
@@ -351,7 +413,9 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     // 1xx answers (103 Early Hints, 100 Continue) are not forwarded; the final one follows.
-    if (statusCode < 200 || this.#clientGone) return;
+    if (statusCode < 200) return;
+    this.#outcome(statusCode >= 500 ? 'failed' : 'ok');
+    if (this.#clientGone) return;
     // Headers the Connection header names are hop-by-hop too (`keep-alive` and `close` are
     // the usual values and name nothing else worth a lookup).
     let named: string[] | null = null;
@@ -373,6 +437,18 @@ class Exchange implements Dispatcher.DispatchHandler {
       out.push(name, value);
     }
     out.push('x-request-id', this.#requestId);
+    const sticky = this.#setCookie;
+    if (sticky !== null) {
+      // One set-cookie entry holding the instance's cookies and ours: a second entry would
+      // replace the first wherever Node merges the list by name (setHeader on the response).
+      const theirs = headers['set-cookie'];
+      if (theirs === undefined) out.push('set-cookie', sticky);
+      else {
+        for (let i = 0; i < out.length; i += 2) {
+          if (out[i] === 'set-cookie') out[i + 1] = [...(typeof theirs === 'string' ? [theirs] : theirs), sticky];
+        }
+      }
+    }
     try {
       this.#res.writeHead(statusCode, out);
     } catch (err) {
@@ -403,6 +479,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseEnd(): void {
     this.#upstreamDone = true;
     this.#controller = null;
+    this.#release();
     if (!this.#clientGone) this.#res.end();
   }
 
@@ -410,10 +487,14 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.#upstreamDone) return;
     this.#upstreamDone = true;
     this.#controller = null;
+    this.#release();
     if (this.#clientGone || err instanceof ClientClosedError) return;
+    // A chunked body over its limit (access.ts): the client's fault, not the instance's.
+    if (err instanceof BodyTooLargeError) return this.#answer(413, err.message);
     const code = errorCode(err);
     const upstream = this.#upstream;
     const log = this.#ctx.log;
+    if (!this.#responded) this.#outcome(CONNECTION_FAILURES.has(code) ? 'connect-failed' : 'failed');
     if (this.#responded) {
       // Bytes already went out: the only honest signal left is to cut the connection.
       log.warn({ requestId: this.#requestId, instance: upstream?.endpoint.instance, code }, 'upstream failed mid-response');
@@ -421,8 +502,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     if (upstream !== null && CONNECTION_FAILURES.has(code)) {
-      this.#ctx.routing.eject(upstream.key, this.#ctx.limits.ejectMs);
-      log.warn({ instance: upstream.endpoint.instance, endpoint: upstream.key, code, ejectMs: this.#ctx.limits.ejectMs }, 'endpoint ejected after connection failure');
+      log.warn({ instance: upstream.endpoint.instance, endpoint: upstream.key, code }, 'connection to instance failed');
       const match = this.#match;
       if (!this.#retried && match !== null && !this.#hasBody && IDEMPOTENT.has(this.#req.method ?? '')) {
         this.#retried = true;
@@ -435,7 +515,12 @@ class Exchange implements Dispatcher.DispatchHandler {
       }
     }
     if (TIMEOUTS.has(code)) {
-      const waitedMs = code === 'UND_ERR_CONNECT_TIMEOUT' ? this.#ctx.limits.upstreamConnectTimeoutMs : this.#ctx.limits.upstreamHeadersTimeoutMs;
+      const waitedMs =
+        code === 'UND_ERR_CONNECT_TIMEOUT'
+          ? this.#ctx.limits.upstreamConnectTimeoutMs
+          : code === 'UND_ERR_HEADERS_TIMEOUT'
+            ? ((this.#match === null ? null : routeTimeoutMs(this.#match)) ?? this.#ctx.limits.upstreamHeadersTimeoutMs)
+            : this.#ctx.limits.upstreamBodyTimeoutMs;
       this.#answer(504, `${this.#serviceRef()} did not answer within ${waitedMs} ms`);
       return;
     }
@@ -450,6 +535,27 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   retry(next: Upstream): void {
     if (!this.#clientGone) this.#dispatch(next);
+  }
+
+  /** Tells outlier detection how the current attempt went. */
+  #outcome(outcome: Outcome): void {
+    const up = this.#upstream;
+    const match = this.#match;
+    if (up !== null && match !== null) this.#ctx.routing.report(match, up, outcome);
+  }
+
+  /** The current attempt no longer counts as outstanding at its instance. */
+  #release(): void {
+    const up = this.#counted;
+    if (up !== null) {
+      up.state.outstanding--;
+      this.#counted = null;
+    }
+  }
+
+  /** Whether the client talks to the gateway over TLS. */
+  #secure(): boolean {
+    return (this.#req.socket as { encrypted?: boolean }).encrypted === true;
   }
 
   #serviceRef(): string {
@@ -490,7 +596,15 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.#clientGone = true;
       if (!this.#upstreamDone && this.#controller !== null) this.#controller.abort(new ClientClosedError());
     }
+    // Aborted while waiting for a connection: undici may never call back for it.
+    if (!this.#upstreamDone) this.#release();
     const upstream = this.#upstream;
+    const durationMs = performance.now() - this.#startMs;
+    const match = this.#match;
+    if (match !== null) {
+      match.stats.inFlight--;
+      match.stats.record(this.#clientGone ? 0 : this.#status, durationMs);
+    }
     this.#ctx.access.write({
       requestId: this.#requestId,
       client: this.#client,
@@ -499,7 +613,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       path: pathOnly(this.#path),
       // 499: the client went away before the answer was complete (nginx's convention).
       status: this.#clientGone ? 499 : this.#status,
-      durationMs: Math.round((performance.now() - this.#startMs) * 10) / 10,
+      durationMs: Math.round(durationMs * 10) / 10,
       upstream: upstream === null ? null : upstream.endpoint.instance,
       bytes: this.#bytes,
     });
@@ -529,9 +643,9 @@ function removeConnectionTokens(headers: string[], tokens: string): void {
  * table. `applyTable` is how a new table arrives (from the watch stream or a test).
  */
 export class Gateway {
-  readonly routing = new RoutingState();
+  readonly routing: RoutingState;
   /** Requests routed per service since the last report (the autoscaler's input). */
-  readonly traffic = new TrafficCounter();
+  readonly traffic: TrafficCounter;
   readonly limits: GatewayLimits;
   readonly stateDir: string;
   readonly #host: string;
@@ -547,6 +661,16 @@ export class Gateway {
   #url: string | null = null;
   #closing: Promise<void> | null = null;
   readonly #ctx: ProxyContext;
+  readonly #checker: HealthChecker | null;
+  readonly #persistTable: boolean;
+  #connections = 0;
+  readonly #upgradeCtx: UpgradeContext;
+  /** Access control per environment and connections per client (access.ts). */
+  readonly edge: EdgeAccess;
+  /** The platform TCP listeners (the table's `tcp` routes). */
+  readonly tcp: TcpRouter;
+  /** The HTTPS listener (tls.ts); null without `httpsPort`. */
+  readonly #https: HttpsListener | null;
 
   constructor(options: GatewayOptions) {
     this.limits = resolveLimits(options.limits);
@@ -555,6 +679,23 @@ export class Gateway {
     this.#port = options.httpPort ?? 0;
     this.#guards = Object.freeze([...(options.guards ?? [])]);
     this.#log = options.logger ?? silentLogger();
+    this.tcp = new TcpRouter({ host: this.#host, logger: this.#log, limits: { connectTimeoutMs: this.limits.upstreamConnectTimeoutMs } });
+    const log = this.#log;
+    this.routing = new RoutingState({
+      onEject: (e: EjectionEvent) => log.warn({ tenant: e.tenant, env: e.environment, service: e.service, instance: e.instance, endpoint: e.key, ejectMs: e.ms, reason: e.reason }, 'instance ejected'),
+    });
+    this.traffic = new TrafficCounter(this.routing);
+    this.#persistTable = options.persistTable ?? true;
+    this.edge = new EdgeAccess({ routing: this.routing, limits: this.limits, log });
+    this.#checker =
+      options.activeChecks === false
+        ? null
+        : new HealthChecker({
+            onChange: (key, down, target, detail) => {
+              this.routing.setCheckDown(key, down);
+              log.warn({ instance: target.instance, endpoint: key, detail }, down ? 'instance failed its health checks: out of rotation' : 'instance passes its health checks again: back in rotation');
+            },
+          });
     mkdirSync(this.stateDir, { recursive: true });
     this.#tableWriter = new LatestWriter(path.join(this.stateDir, TABLE_FILE), (err) =>
       this.#log.error({ err, file: TABLE_FILE }, 'routing table not persisted'),
@@ -575,14 +716,43 @@ export class Gateway {
       (req, res) => this.#handle(req, res),
     );
     this.#server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    this.#upgradeCtx = {
+      routing: this.routing,
+      log: this.#log,
+      connectTimeoutMs: limits.upstreamConnectTimeoutMs,
+      idleTimeoutMs: limits.upgradeIdleTimeoutMs,
+      admit: (req, match) => this.edge.admitUpgrade(req, match),
+      tunnels: new Set(),
+    };
+    // Connections per client (access.ts): counted when accepted, one too many closed at once.
+    this.#server.on('connection', (socket: net.Socket) => this.edge.onConnection(socket));
+    this.#server.on('connection', (socket: net.Socket) => {
+      this.#connections++;
+      socket.once('close', () => this.#connections--);
+    });
+    this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
     this.#server.maxConnections = limits.maxConnections;
+    this.#https =
+      options.httpsPort === undefined
+        ? null
+        : new HttpsListener({
+            host: this.#host,
+            port: options.httpsPort,
+            routing: this.routing,
+            limits,
+            log: this.#log,
+            handle: (req, res) => this.#handle(req, res),
+            onConnection: (socket) => this.edge.onConnection(socket),
+            onUpgrade: (req, socket, head) => this.handleUpgrade(req, socket, head),
+          });
     this.#ctx = {
       routing: this.routing,
-      traffic: this.traffic,
       limits,
       guards: this.#guards,
       log: this.#log,
       access: this.#access,
+      edge: this.edge,
+      https: this.#https ?? NO_HTTPS,
       pool: (upstream) => this.#pool(upstream),
       done: () => this.#requestDone(),
     };
@@ -592,6 +762,16 @@ export class Gateway {
   get url(): string {
     if (this.#url === null) throw new Error('gateway is not listening; call start() first');
     return this.#url;
+  }
+
+  /** `https://host:port` once listening; null without an HTTPS listener. */
+  get httpsUrl(): string | null {
+    return this.#https?.url ?? null;
+  }
+
+  /** Client connections open on the HTTP listener. */
+  get connections(): number {
+    return this.#connections;
   }
 
   /** Requests being served right now. */
@@ -615,6 +795,7 @@ export class Gateway {
     const host = this.#host.includes(':') ? `[${this.#host}]` : this.#host;
     this.#url = `http://${host}:${port}`;
     this.#log.info({ url: this.#url, revision: this.routing.revision }, 'gateway listening');
+    if (this.#https !== null) await this.#https.listen();
     return this.#url;
   }
 
@@ -624,7 +805,9 @@ export class Gateway {
    */
   applyTable(candidate: unknown): RoutingTable {
     const table = this.routing.replace(candidate);
-    this.#tableWriter.write(JSON.stringify(table));
+    this.tcp.apply(table.tcp ?? []);
+    this.#checker?.sync(this.routing.checkTargets());
+    if (this.#persistTable) this.#tableWriter.write(JSON.stringify(table));
     this.#prunePools();
     this.#log.info({ revision: table.revision, hosts: table.hosts.length }, 'routing table applied');
     return table;
@@ -647,6 +830,7 @@ export class Gateway {
   async #close(graceMs: number): Promise<void> {
     const server = this.#server;
     const closed = server.listening ? once(server, 'close') : Promise.resolve([]);
+    const httpsClosed = this.#https?.close(graceMs, () => this.#inFlight > 0);
     if (server.listening) server.close();
     server.closeIdleConnections();
     if (this.#inFlight > 0) {
@@ -665,7 +849,10 @@ export class Gateway {
       if (this.#inFlight > 0) this.#log.warn({ inFlight: this.#inFlight, graceMs }, 'shutdown grace over; cutting requests');
     }
     server.closeAllConnections();
+    this.#checker?.close();
     await closed;
+    await httpsClosed;
+    await this.tcp.close();
     const pools = [...this.#pools.values()];
     this.#pools.clear();
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
@@ -680,11 +867,28 @@ export class Gateway {
       const saved = await readJsonFile(file);
       if (saved === null) return;
       const table = this.routing.replace(saved);
+      this.tcp.apply(table.tcp ?? []);
+      this.#checker?.sync(this.routing.checkTargets());
       this.#log.info({ revision: table.revision, hosts: table.hosts.length }, 'persisted routing table loaded');
     } catch (err) {
       // A broken file is not fatal: the watch stream brings a fresh table.
       this.#log.warn({ err, file }, 'persisted routing table ignored');
     }
+  }
+
+  /** An Upgrade request (WebSocket): routed, then tunnelled to the instance. */
+  handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    try {
+      handleUpgrade(this.#upgradeCtx, req, socket, head);
+    } catch (err) {
+      this.#log.error({ err }, 'upgrade pipeline failed');
+      socket.destroy();
+    }
+  }
+
+  /** A verdict of the primary's active health checks (multi-process gateway). */
+  setCheckDown(key: string, down: boolean): void {
+    this.routing.setCheckDown(key, down);
   }
 
   #handle(req: http.IncomingMessage, res: GatewayResponse): void {
