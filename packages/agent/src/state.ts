@@ -16,6 +16,8 @@ export interface InstanceRecord {
   /** /proc/<pid>/stat field 22 at spawn; tells our process from a reused pid. */
   readonly startTime: string | null;
   readonly port: number | null;
+  /** The CHECK_PORT given to the instance (kept across restarts like `port`); null when it has none. */
+  readonly checkPort: number | null;
   readonly restarts: number;
   readonly startedAt: string | null;
   readonly healthy: boolean;
@@ -76,6 +78,7 @@ function parseRecord(value: unknown): InstanceRecord | null {
     pid: pid !== null && Number.isInteger(pid) && pid > 1 ? pid : null,
     startTime: strOrNull(value['startTime']),
     port: numOrNull(value['port']),
+    checkPort: numOrNull(value['checkPort']),
     restarts: numOrNull(value['restarts']) ?? 0,
     startedAt: strOrNull(value['startedAt']),
     healthy: value['healthy'] === true,

@@ -65,6 +65,15 @@ export interface SupervisorOptions {
 /** The port an instance with a network gets when the control plane sends none: its address is its own. */
 export const DEFAULT_NETWORK_PORT = 8080;
 
+/**
+ * The CHECK_PORT of an instance with a network: the port next to its PORT (every port of its
+ * own address is free). The control plane follows the same rule when it opens the instance's
+ * security group to the gateway, so the two must change together.
+ */
+export function networkCheckPort(port: number): number {
+  return port < 65_535 ? port + 1 : port - 1;
+}
+
 export interface InstanceLogFiles {
   readonly service: string;
   readonly stdout: string;
@@ -82,6 +91,8 @@ interface Slot {
   /** Our own child; null for an adopted process (polled instead). */
   child: ChildProcess | null;
   port: number | null;
+  /** The second port (CHECK_PORT) of an instance that asked for one; kept across restarts like `port`. */
+  checkPort: number | null;
   restarts: number;
   lastExitCode: number | null;
   lastExitSignal: string | null;
@@ -260,6 +271,8 @@ export class Supervisor {
       pid: s.pid,
       address: s.desired.network?.address ?? this.address,
       port: s.port,
+      // Only instances that asked for one report it, so other reports stay as they were.
+      ...(s.desired.checkPort === true ? { checkPort: s.checkPort } : {}),
       healthy: s.healthy,
       restarts: s.restarts,
       lastExitCode: s.lastExitCode,
@@ -337,6 +350,7 @@ export class Supervisor {
       startTime: null,
       child: null,
       port: r?.port ?? null,
+      checkPort: r?.checkPort ?? null,
       restarts: r?.restarts ?? 0,
       lastExitCode: r?.lastExitCode ?? null,
       lastExitSignal: r?.lastExitSignal ?? null,
@@ -410,6 +424,7 @@ export class Supervisor {
     slot.everHealthy = false;
     let cwd: string;
     let port: number;
+    let checkPort: number | null = null;
     let netns: string | null = null;
     try {
       cwd = await this.opts.resolvePackage(d.release);
@@ -417,6 +432,11 @@ export class Supervisor {
       port = await this.choosePort(slot);
       if (slot.generation !== gen) return;
       slot.port = port;
+      if (d.checkPort === true) {
+        checkPort = await this.chooseCheckPort(slot, port);
+        if (slot.generation !== gen) return;
+        slot.checkPort = checkPort;
+      }
       if (d.network !== null) {
         const { uid, gid } = this.instanceUser;
         const problem = accessProblem(cwd, uid, gid);
@@ -442,6 +462,7 @@ export class Supervisor {
       ...this.baseEnv,
       ...d.env,
       PORT: String(port),
+      ...(checkPort === null ? {} : { CHECK_PORT: String(checkPort) }),
       HOST: d.network?.address ?? this.address,
       LANES_TENANT: d.tenant,
       LANES_ENV: d.environment,
@@ -486,7 +507,7 @@ export class Supervisor {
     slot.message = isRestart ? `restarted (restart ${slot.restarts})` : 'started';
     child.once('exit', (code, signal) => this.handleGone(slot, gen, code, signal, null));
     child.once('error', (err) => this.log.warn({ instance: d.id, err: err.message }, 'instance process error'));
-    this.log.info({ instance: d.id, pid, port, restarts: slot.restarts }, 'instance started');
+    this.log.info({ instance: d.id, pid, port, ...(checkPort === null ? {} : { checkPort }), restarts: slot.restarts }, 'instance started');
     this.startHealth(slot, gen);
     this.changed();
   }
@@ -502,15 +523,30 @@ export class Supervisor {
     // The instance has its own address in its own namespace: every port there is free.
     if (slot.desired.network !== null) return DEFAULT_NETWORK_PORT;
     // Keep the port across restarts so routes stay valid; only a taken port is replaced.
-    // Checked after each await: another instance of ours may have been given a port meanwhile.
-    const taken = (port: number): boolean => [...this.slots.values()].some((s) => s !== slot && s.port === port);
-    if (slot.port !== null && !taken(slot.port) && (await isPortFree(this.address, slot.port)) && !taken(slot.port)) return slot.port;
+    return this.pickPort(slot, slot.port, 'port', (port) => this.portTaken(slot, port));
+  }
+
+  /** CHECK_PORT: like PORT, a free port kept across restarts, never the instance's own PORT. */
+  private async chooseCheckPort(slot: Slot, port: number): Promise<number> {
+    if (slot.desired.network !== null) return networkCheckPort(port);
+    return this.pickPort(slot, slot.checkPort, 'checkPort', (p) => p === slot.port || this.portTaken(slot, p));
+  }
+
+  /** A port another instance of ours has (as PORT or CHECK_PORT), bound or about to be. */
+  private portTaken(slot: Slot, port: number): boolean {
+    for (const s of this.slots.values()) if (s !== slot && (s.port === port || s.checkPort === port)) return true;
+    return false;
+  }
+
+  /** `previous` when it is still free, else a fresh free port. Checked after each await: another instance may have been given it meanwhile. */
+  private async pickPort(slot: Slot, previous: number | null, field: string, taken: (port: number) => boolean): Promise<number> {
+    if (previous !== null && !taken(previous) && (await isPortFree(this.address, previous)) && !taken(previous)) return previous;
     // The kernel may hand out a port another instance was just given but has not bound yet.
     for (let attempt = 0; attempt < 20; attempt++) {
       const port = await findFreePort(this.address);
       if (!taken(port)) return port;
     }
-    throw new Error(`port: no free port found on ${this.address}`);
+    throw new Error(`${field}: no free port found on ${this.address} for ${slot.desired.id}`);
   }
 
   private startHealth(slot: Slot, gen: number): void {
@@ -710,6 +746,7 @@ export class Supervisor {
       pid: s.pid,
       startTime: s.startTime,
       port: s.port,
+      checkPort: s.checkPort,
       restarts: s.restarts,
       startedAt: s.startedAt,
       healthy: s.healthy,

@@ -191,6 +191,9 @@ export function parseDesiredInstance(field: string, value: unknown): DesiredInst
   const port = value['port'];
   const listens = value['listens'];
   if (typeof listens !== 'boolean') throw new InputError(`${field}.listens: ${describe(listens)} should be true or false`, `${field}.listens`);
+  // Absent in lists from an older control plane (and in older state files): no check port.
+  const checkPort = value['checkPort'];
+  if (checkPort !== undefined && typeof checkPort !== 'boolean') throw new InputError(`${field}.checkPort: ${describe(checkPort)} should be true or false`, `${field}.checkPort`);
   return {
     id: checkInstanceId(`${field}.id`, value['id']),
     tenant: str(`${field}.tenant`, value['tenant']),
@@ -204,6 +207,7 @@ export function parseDesiredInstance(field: string, value: unknown): DesiredInst
     health: health(`${field}.health`, value['health'] ?? null),
     stopGraceMs: int(`${field}.stopGraceMs`, value['stopGraceMs'], 0, 3_600_000),
     network: parseInstanceNetwork(`${field}.network`, value['network']),
+    ...(checkPort === true ? { checkPort: true } : {}),
   };
 }
 
