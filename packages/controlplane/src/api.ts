@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { request as undiciRequest } from 'undici';
 import { NotAllowedError, NotFoundError, UnauthenticatedError, checkName, environmentHost, type AgentReport, type LogLine } from '@lanes/spec';
 import { parseInput, sendProblem } from './http-errors.js';
+import { registerDnsApi } from './dns.js';
 import { openApiDocument } from './openapi.js';
 import type { Platform } from './platform.js';
 import { instanceInfo } from './platform.js';
@@ -27,6 +28,7 @@ const PING_MS = 5000;
 const tenantBody = z.strictObject({ name: z.string() });
 const envBody = z.strictObject({ name: z.string(), lane: z.string().optional(), egress: z.array(z.string()).nullable().optional() });
 const egressBody = z.strictObject({ allow: z.array(z.string()).max(100).nullable() });
+const certificateBody = z.strictObject({ certPem: z.string().max(65_536), keyPem: z.string().max(65_536), chainPem: z.string().max(65_536).optional() });
 const zoneBody = z.strictObject({ state: z.enum(['down', 'up']) });
 const rollbackBody = z.strictObject({ release: z.string().optional() });
 const runBody = z.strictObject({ service: z.string().optional() });
@@ -53,6 +55,7 @@ const observedSchema = z.object({
   pid: z.number().int().nullable(),
   address: z.string().max(100),
   port: z.number().int().min(0).max(65535).nullable(),
+  checkPort: z.number().int().min(0).max(65535).nullable().optional(),
   healthy: z.boolean(),
   restarts: z.number().int().min(0),
   lastExitCode: z.number().int().nullable(),
@@ -86,7 +89,8 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
   // Authentication and authorisation happen before any handler touches state.
   app.addHook('onRequest', async (req) => {
     const url = req.url.split('?')[0] ?? '';
-    if (!url.startsWith('/v1/')) return;
+    // The CA certificate is public (clients need it before they have any token): no token.
+    if (!url.startsWith('/v1/') || url === '/v1/ca') return;
     const header = req.headers.authorization;
     const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : '';
     if (!token) throw new UnauthenticatedError('authorization: a bearer token is required (see $LANES_HOME/admin.token)');
@@ -97,7 +101,7 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
       role = found?.role ?? null;
     }
     if (!role) throw new UnauthenticatedError('authorization: the token is not valid');
-    const dataPlane = url.startsWith('/v1/agent/') || url.startsWith('/v1/gateway/');
+    const dataPlane = url.startsWith('/v1/agent/') || url.startsWith('/v1/gateway/') || url === '/v1/dns/watch';
     if (role === 'node' && !dataPlane) throw new NotAllowedError('authorization: a node token may only use the data-plane endpoints');
     req.role = role;
   });
@@ -186,10 +190,24 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
     return reply.code(202).send(envOut(env));
   });
 
+  // ---- TLS: the platform CA and each environment's certificate (never its key)
+  app.get('/v1/ca', async (_req, reply) => reply.type('application/x-pem-file').header('cache-control', 'no-cache').send(platform.certificates.caPem));
+  app.get<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/certificate', async (req) => platform.certificates.view(await platform.environment(req.params.tenant, req.params.env)));
+  app.put<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/certificate', async (req) => {
+    const body = parseInput(certificateBody, req.body);
+    return platform.certificates.setCustom(await platform.environment(req.params.tenant, req.params.env), body);
+  });
+  app.delete<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/certificate', async (req) => platform.certificates.clear(await platform.environment(req.params.tenant, req.params.env)));
+
   app.put<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/egress', async (req) => {
     const body = parseInput(egressBody, req.body);
     return envOut(await platform.setEgress(req.params.tenant, req.params.env, body.allow));
   });
+
+  // ---- edge settings (access control at the gateway): PUT replaces, PATCH changes the fields given
+  app.get<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/edge', async (req) => platform.edgeOf(req.params.tenant, req.params.env));
+  app.put<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/edge', async (req) => platform.setEdge(req.params.tenant, req.params.env, req.body ?? {}, 'replace'));
+  app.patch<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/edge', async (req) => platform.setEdge(req.params.tenant, req.params.env, req.body ?? {}, 'patch'));
 
   // ---- releases
   app.post<{ Params: Params; Body: Buffer }>(
@@ -277,6 +295,7 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
   app.get('/v1/gateway/watch', async (req, reply) => {
     openStream(req, reply, (send) => platform.tableHub.subscribe('table', send, (t) => `${JSON.stringify({ type: 'table', table: t })}\n`));
   });
+  registerDnsApi(app, platform, openStream);
 }
 
 function releaseOut(r: Awaited<ReturnType<Platform['store']['getRelease']>>) {

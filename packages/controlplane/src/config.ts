@@ -4,7 +4,8 @@
  */
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { InputError, parseZones } from '@lanes/spec';
+import { InputError, parseDurationMs, parseZones } from '@lanes/spec';
+import { parsePublicAddresses } from './dns.js';
 
 const schema = z.object({
   /** LANES_HOME: tokens, the embedded admin database, release packages. */
@@ -31,11 +32,53 @@ const schema = z.object({
   networkCidr: z.string().default('10.88.0.0/16'),
   /** The port instances listen on inside their own network (each has its own address). @default 8080 */
   instancePort: z.coerce.number().int().min(1024).max(65535).default(8080),
+  /** Platform TCP ports the gateway listens on, one per tcp service of an environment (LANES_TCP_PORTS). @default '30000-30999' */
+  tcpPorts: z.string().regex(/^\d{1,5}-\d{1,5}$/, 'must be a port range FIRST-LAST, e.g. 30000-30999').default('30000-30999'),
+  /** Lifetime of the certificates the platform CA issues (LANES_CERT_LIFETIME): 90d, 12h, 30s…; renewed when a third is left. @default '90d' */
+  certLifetime: z.string().default('90d'),
+  /** The gateway's public addresses, answered by the platform DNS for every host (`--public-address`, repeatable or a comma list). @default '127.0.0.1,::1' */
+  publicAddresses: z.string().default('127.0.0.1,::1'),
+  /** TTL in seconds of the platform DNS host records and its SOA (and so of negative answers). @default 30 */
+  dnsTtl: z.coerce.number().int().min(0).max(86_400).default(30),
   /** @default 'info' */
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
-export type Config = Readonly<z.infer<typeof schema>> & { readonly zoneList: readonly string[] };
+export type Config = Readonly<z.infer<typeof schema>> & {
+  readonly zoneList: readonly string[];
+  /** `tcpPorts` parsed. */
+  readonly tcpPortRange: { readonly first: number; readonly last: number };
+  /** `certLifetime` parsed. */
+  readonly certLifetimeMs: number;
+  /** `publicAddresses` parsed, by family. */
+  readonly publicAddressList: { readonly v4: readonly string[]; readonly v6: readonly string[] };
+};
+
+/** `30000-30999` → its bounds, checked: within 1-65535 and not reversed. */
+export function parsePortRange(field: string, text: string): { first: number; last: number } {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text);
+  const first = Number(m?.[1]);
+  const last = Number(m?.[2]);
+  if (!m || first < 1 || last > 65_535 || first > last) {
+    throw new InputError(`${field}: ${JSON.stringify(text)} is not a port range; use FIRST-LAST within 1-65535, e.g. 30000-30999`, field);
+  }
+  return { first, last };
+}
+
+/** A certificate lifetime: `90d`, or any duration @lanes/spec reads (`12h`, `30s`); from 10 s to 10 years. */
+export function parseLifetimeMs(field: string, text: string): number {
+  const days = /^(\d{1,4})d$/.exec(text.trim());
+  let ms: number;
+  try {
+    ms = days ? Number(days[1]) * 86_400_000 : parseDurationMs(text, field);
+  } catch {
+    ms = Number.NaN;
+  }
+  if (!Number.isFinite(ms) || ms < 10_000 || ms > 3650 * 86_400_000) {
+    throw new InputError(`${field}: ${JSON.stringify(text)} is not a certificate lifetime; use e.g. 90d, 12h or 60s (10s to 3650d)`, field);
+  }
+  return ms;
+}
 
 export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Config {
   const { values } = parseArgs({
@@ -52,6 +95,10 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
       isolation: { type: 'string' },
       'network-cidr': { type: 'string' },
       'zone-grace-ms': { type: 'string' },
+      'tcp-ports': { type: 'string' },
+      'cert-lifetime': { type: 'string' },
+      'public-address': { type: 'string', multiple: true },
+      'dns-ttl': { type: 'string' },
     },
   });
   const raw = {
@@ -66,6 +113,10 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
     isolation: values.isolation,
     networkCidr: values['network-cidr'],
     zoneGraceMs: values['zone-grace-ms'] ?? env['LANES_ZONE_GRACE_MS'],
+    tcpPorts: values['tcp-ports'] ?? (env['LANES_TCP_PORTS'] || undefined),
+    certLifetime: values['cert-lifetime'] ?? (env['LANES_CERT_LIFETIME'] || undefined),
+    publicAddresses: values['public-address']?.join(','),
+    dnsTtl: values['dns-ttl'],
   };
   const parsed = schema.safeParse(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)));
   if (!parsed.success) {
@@ -73,5 +124,11 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
     const field = issue ? issue.path.join('.') : 'config';
     throw new InputError(`${field}: ${issue?.message ?? 'invalid'}`, field);
   }
-  return Object.freeze({ ...parsed.data, zoneList: Object.freeze(parseZones(parsed.data.zones)) });
+  return Object.freeze({
+    ...parsed.data,
+    zoneList: Object.freeze(parseZones(parsed.data.zones)),
+    tcpPortRange: Object.freeze(parsePortRange('tcpPorts', parsed.data.tcpPorts)),
+    certLifetimeMs: parseLifetimeMs('certLifetime', parsed.data.certLifetime),
+    publicAddressList: parsePublicAddresses('publicAddresses', parsed.data.publicAddresses),
+  });
 }

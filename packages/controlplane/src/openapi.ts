@@ -31,7 +31,18 @@ export const openApiDocument = {
           network: { type: ['object', 'null'], properties: { subnet: str, egressAddress: str, egress: { type: ['array', 'null'], items: { type: 'object', properties: { cidr: str, port: nint } } } } },
         },
       },
-      Service: { type: 'object', properties: { name: str, instances: int, effectiveInstances: int, http: { type: 'boolean' }, path: nstr, ready: int } },
+      Service: {
+        type: 'object',
+        properties: {
+          name: str,
+          instances: int,
+          effectiveInstances: int,
+          http: { type: 'boolean' },
+          path: nstr,
+          ready: int,
+          tcp: { type: ['object', 'null'], description: 'A tcp service: its platform TCP port on the gateway', properties: { address: str, port: int } },
+        },
+      },
       Instance: {
         type: 'object',
         properties: {
@@ -59,6 +70,44 @@ export const openApiDocument = {
         properties: { id: str, version: int, name: str, status: { enum: ['deploying', 'active', 'superseded', 'failed'] }, createdAt: str, services: { type: 'array' } },
       },
       Event: { type: 'object', properties: { id: int, time: str, tenant: nstr, environment: nstr, reason: str, object: nstr, message: str } },
+      RateLimit: { type: 'object', description: 'A token bucket: rps tokens a second, holding at most burst', properties: { rps: { type: 'number', exclusiveMinimum: 0 }, burst: { type: 'integer', minimum: 1 } }, required: ['rps', 'burst'] },
+      EdgeSettings: {
+        type: 'object',
+        description: 'Access control at the gateway. In a request, each field also takes the text form shown in its description.',
+        properties: {
+          allow: { type: 'array', items: str, description: 'client CIDRs allowed ("203.0.113.0/24", "2001:db8::/32", a bare address); empty: everyone' },
+          deny: { type: 'array', items: str, description: 'client CIDRs refused, checked before allow' },
+          clientRate: { oneOf: [ref('RateLimit'), { type: 'null' }], description: 'per client IP (IPv6: per /64); text: "50/s", "6000/m,200" (with a burst), "off"' },
+          environmentRate: { oneOf: [ref('RateLimit'), { type: 'null' }], description: 'for the whole environment; text as clientRate' },
+          maxBodyBytes: { type: ['integer', 'null'], minimum: 0, description: 'largest request body; null: the gateway default; text: "10mb", "512kb" (powers of 1024)' },
+          maxConnectionsPerClient: { type: ['integer', 'null'], minimum: 1, description: 'open connections per client; null: the gateway default' },
+          httpsRedirect: { type: 'boolean', description: 'answer plain-HTTP requests with a redirect to HTTPS' },
+          hstsMaxAgeS: { type: ['integer', 'null'], minimum: 0, description: 'Strict-Transport-Security max-age on HTTPS answers; null: none; text: "1y", "180d", "off"' },
+        },
+        additionalProperties: false,
+      },
+      DnsCheck: {
+        type: 'object',
+        properties: { url: str, intervalMs: { type: 'integer', minimum: 200, default: 10000 }, timeoutMs: { type: 'integer', minimum: 10, default: 2000 }, healthyThreshold: { type: 'integer', minimum: 1, maximum: 10, default: 2 }, unhealthyThreshold: { type: 'integer', minimum: 1, maximum: 10, default: 3 } },
+        required: ['url'],
+      },
+      DnsRecord: {
+        type: 'object',
+        properties: {
+          name: str, ttl: int,
+          primary: { type: 'object', properties: { address: str, check: ref('DnsCheck') } },
+          secondary: { type: 'object', properties: { address: str, check: { oneOf: [ref('DnsCheck'), { type: 'null' }] } } },
+          createdAt: str, updatedAt: str,
+        },
+      },
+      Certificate: {
+        type: 'object',
+        description: "An environment's TLS certificate (never its key)",
+        properties: {
+          source: { enum: ['platform', 'custom'] }, host: str, subject: str, issuer: str, names: { type: 'array', items: str },
+          notBefore: str, notAfter: str, fingerprint256: str, selfSigned: { type: 'boolean' }, renewAfter: nstr,
+        },
+      },
     },
   },
   security: [{ bearer: [] }],
@@ -69,6 +118,20 @@ export const openApiDocument = {
       parameters: [{ name: 'zone', in: 'path', required: true, schema: str }],
       put: { summary: 'Take a zone down (a simulated outage: no traffic, no placement) or up again', requestBody: json({ type: 'object', properties: { state: { enum: ['down', 'up'] } }, required: ['state'] }), responses: { '200': ok({ type: 'object' }), ...errors } },
     },
+    '/v1/tenants/{tenant}/environments/{env}/edge': {
+      parameters: [tenantP, envP],
+      get: { summary: "The environment's edge settings (access control at the gateway), defaults filled in", responses: { '200': ok(ref('EdgeSettings')), ...errors } },
+      put: {
+        summary: 'Replace the edge settings: fields left out take their defaults ({} resets all)',
+        requestBody: json(ref('EdgeSettings')),
+        responses: { '200': ok(ref('EdgeSettings')), ...errors },
+      },
+      patch: {
+        summary: 'Change only the edge settings given (a list replaces the whole list; null clears a nullable field)',
+        requestBody: json(ref('EdgeSettings')),
+        responses: { '200': ok(ref('EdgeSettings')), ...errors },
+      },
+    },
     '/v1/tenants/{tenant}/environments/{env}/egress': {
       parameters: [tenantP, envP],
       put: {
@@ -76,6 +139,23 @@ export const openApiDocument = {
         requestBody: json({ type: 'object', properties: { allow: { type: ['array', 'null'], items: str } }, required: ['allow'] }),
         responses: { '200': ok(ref('Environment')), ...errors },
       },
+    },
+    '/v1/ca': {
+      get: {
+        summary: 'The platform CA certificate (PEM) that clients trust to reach environments over HTTPS; public, no token',
+        security: [],
+        responses: { '200': { description: 'the CA certificate', content: { 'application/x-pem-file': { schema: str } } } },
+      },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/certificate': {
+      parameters: [tenantP, envP],
+      get: { summary: "The environment's certificate: platform-issued (renewed automatically) or custom", responses: { '200': ok(ref('Certificate')), ...errors } },
+      put: {
+        summary: 'Set a custom certificate (validated: key matches, chain links, covers the host, valid now); 400 names what is wrong',
+        requestBody: json({ type: 'object', properties: { certPem: str, keyPem: str, chainPem: str }, required: ['certPem', 'keyPem'], additionalProperties: false }),
+        responses: { '200': ok(ref('Certificate')), ...errors },
+      },
+      delete: { summary: 'Remove a custom certificate: the environment is served with a platform certificate again (issued at once)', responses: { '200': ok(ref('Certificate')), ...errors } },
     },
     '/v1/platform': { get: { summary: 'Platform facts: domain, zones and their state, gateway URL', responses: { '200': ok({ type: 'object' }), ...errors } } },
     '/v1/tenants': {
@@ -162,5 +242,25 @@ export const openApiDocument = {
     '/v1/agent/packages/{hash}': { get: { summary: 'Data plane: a release package', parameters: [{ name: 'hash', in: 'path', required: true, schema: str }], responses: { '200': { description: 'the .tgz' }, ...errors } } },
     '/v1/gateway/report': { post: { summary: 'Data plane: requests routed per service since the last report (the autoscaler input)', responses: { '200': ok({ type: 'object' }), ...errors } } },
     '/v1/gateway/watch': { get: { summary: 'Data plane: the routing table (NDJSON)', responses: { '200': { description: 'NDJSON stream' }, ...errors } } },
+    '/v1/dns/records': { get: { summary: 'DNS failover records', responses: { '200': ok(list('DnsRecord')), ...errors } } },
+    '/v1/dns/records/{name}': {
+      parameters: [{ name: 'name', in: 'path', required: true, schema: str }],
+      put: {
+        summary: 'Create or replace a DNS failover record: the primary address while its health check passes, else the secondary',
+        requestBody: json({
+          type: 'object',
+          properties: {
+            ttl: { type: 'integer', minimum: 0, maximum: 86400 },
+            primary: { type: 'object', properties: { address: str, check: ref('DnsCheck') }, required: ['address', 'check'] },
+            secondary: { type: 'object', properties: { address: str, check: { oneOf: [ref('DnsCheck'), { type: 'null' }] } }, required: ['address'] },
+          },
+          required: ['primary', 'secondary'],
+          additionalProperties: false,
+        }),
+        responses: { '201': ok(ref('DnsRecord'), 'created'), '200': ok(ref('DnsRecord'), 'replaced'), ...errors },
+      },
+      delete: { summary: 'Delete a DNS failover record', responses: { '204': { description: 'deleted' }, ...errors } },
+    },
+    '/v1/dns/watch': { get: { summary: 'Data plane: the DNS zone snapshot (NDJSON)', responses: { '200': { description: 'NDJSON stream' }, ...errors } } },
   },
 } as const;

@@ -20,6 +20,9 @@ import {
   TooLargeError,
   askedCount,
   DEFAULT_ROLLOUT_DEADLINE_MS,
+  DEFAULT_ROUTE_TIMEOUT_MS,
+  HEALTH_DEFAULTS,
+  OUTLIER_DEFAULTS,
   checkLane,
   checkName,
   recommendInstances,
@@ -37,12 +40,16 @@ import {
   type ObservedInstance,
   type Plan,
   type RoutingTable,
+  type TcpRoute,
   type VirtualHost,
 } from '@lanes/spec';
+import { DEFAULT_EDGE, describeEdge, isDefaultEdge, mergeEdge, parseEdgePatch, parseEdgeSettings, sameEdge, type EdgeSettings } from '@lanes/spec';
 import { allocateAddress, checkEgress, maxEnvironments, planEnvironment } from '@lanes/network';
 import type { EgressEntry, Store } from '@lanes/store';
+import { Certificates } from './certificates.js';
 import type { Config } from './config.js';
 import { Hub } from './hub.js';
+import { DnsFeed } from './dns.js';
 import { ZoneRegistry } from './zones.js';
 
 type Environment = Awaited<ReturnType<Store['getEnvironment']>>;
@@ -72,6 +79,8 @@ export interface ServiceInfo {
   http: boolean;
   path: string | null;
   ready: number;
+  /** Where clients reach a tcp service: its platform TCP port on the gateway; null for others (or before a port is assigned). */
+  tcp: { address: string; port: number } | null;
 }
 
 const RESYNC_MS = 1000;
@@ -85,7 +94,11 @@ export class Platform {
   readonly zones: ZoneRegistry;
   readonly desiredHub = new Hub<readonly DesiredInstance[]>();
   readonly tableHub = new Hub<RoutingTable>();
+  /** The zone the authoritative DNS server follows (`GET /v1/dns/watch`). */
+  readonly dns: DnsFeed;
   readonly packagesDir: string;
+  /** The platform CA and every environment's certificate. */
+  readonly certificates: Certificates;
   #revision = Date.now();
   #table: RoutingTable;
   #dirty = false;
@@ -112,7 +125,9 @@ export class Platform {
     this.config = config;
     this.log = log;
     this.zones = new ZoneRegistry(config.zoneList, config.zoneGraceMs);
+    this.dns = new DnsFeed(config);
     this.packagesDir = path.join(config.home, 'packages');
+    this.certificates = new Certificates(store, config, log.child({ component: 'certificates' }), (e) => this.event(e));
     this.#table = { revision: this.#revision, generatedAt: new Date().toISOString(), hosts: [] };
   }
 
@@ -123,6 +138,7 @@ export class Platform {
     this.#unsubscribe = this.store.onChange((c) => {
       if (c.kind !== 'event' && c.kind !== 'zone') this.kick();
     });
+    await this.certificates.start();
     this.#timer = setInterval(() => this.kick(), RESYNC_MS);
     this.#timer.unref();
     await this.tick();
@@ -192,7 +208,57 @@ export class Platform {
       const plan = decideEnvironment(view, ready);
       await this.apply(env, view, plan, reconcileId);
     }
+    await this.syncTcpListeners();
+    await this.certificates.reconcile(await this.store.listEnvironments());
     await this.publishFeeds();
+  }
+
+  /** Services whose platform TCP port could not be assigned (range full), so that is said once, not every pass. */
+  readonly #tcpUnassigned = new Set<string>();
+
+  /**
+   * Gives every tcp service of an active environment's current release its platform TCP
+   * port (kept across releases and restarts) and frees the ports of services that left it
+   * or whose environment is being deleted. A full range is an event, not a failed pass.
+   */
+  async syncTcpListeners(): Promise<void> {
+    const listeners = await this.store.listTcpListeners();
+    for (const env of await this.store.listEnvironments()) {
+      const scope = { tenant: env.tenant, environment: env.name };
+      const wanted = env.phase === 'active' && env.currentRelease ? (await this.manifestOf(env.id, env.currentRelease)).services.filter((s) => s.tcp === true).map((s) => s.name) : [];
+      const held = listeners.filter((l) => l.environmentId === env.id);
+      for (const l of held) {
+        if (wanted.includes(l.service)) continue;
+        if (await this.store.releaseTcpPort(env.id, l.service)) {
+          await this.event({ ...scope, reason: 'TcpPortReleased', object: `service/${l.service}`, message: `platform TCP port ${l.port} of ${l.service} released: ${env.phase === 'active' ? 'the service is not in the current release' : 'the environment is being deleted'}` });
+        }
+      }
+      for (const service of wanted) {
+        if (held.some((l) => l.service === service)) continue;
+        const key = `${env.id}/${service}`;
+        try {
+          const l = await this.store.assignTcpPort(env.id, service, this.config.tcpPortRange);
+          this.#tcpUnassigned.delete(key);
+          await this.event({ ...scope, reason: 'TcpPortAssigned', object: `service/${service}`, message: `service ${service} is reached on platform TCP port ${l.port} (${this.tcpAddress()}:${l.port})` });
+        } catch (err) {
+          if (err instanceof NotFoundError) continue; // deleted meanwhile
+          if (!(err instanceof ConflictError)) throw err;
+          if (this.#tcpUnassigned.has(key)) continue;
+          this.#tcpUnassigned.add(key);
+          this.log.warn({ ...scope, service, err: err.message }, 'platform TCP port not assigned');
+          await this.event({ ...scope, reason: 'TcpPortUnavailable', object: `service/${service}`, message: `service ${service} has no platform TCP port: ${err.message}` });
+        }
+      }
+    }
+  }
+
+  /**
+   * The address shown for platform TCP ports: the gateway's host. A `*.localhost` name is
+   * shown as 127.0.0.1, since not every TCP client resolves it (browsers and curl do, libc often not).
+   */
+  tcpAddress(): string {
+    const host = new URL(this.config.gatewayUrl).hostname;
+    return host === 'localhost' || host.endsWith('.localhost') ? '127.0.0.1' : host;
   }
 
   async viewOf(env: Environment): Promise<EnvironmentView> {
@@ -435,6 +501,8 @@ export class Platform {
         health: svc.health,
         stopGraceMs: svc.stopGraceMs,
         network,
+        // A primary_check is served on a second port (CHECK_PORT) the gateway checks.
+        ...(svc.primaryCheck ? { checkPort: true } : {}),
       });
     }
     const networks: EnvironmentNetwork[] = [];
@@ -460,17 +528,43 @@ export class Platform {
           endpoints: rows
             .filter((r) => r.environmentId === env.id && r.service === s.name && r.desired === 'running' && this.zones.routable(r.zone))
             .flatMap((r) => endpointOf(r)),
+          // Releases stored before these settings existed lack them: the defaults apply.
+          balance: s.balance ?? 'round_robin',
+          sticky: s.sticky ?? null,
+          timeoutMs: s.timeoutMs ?? DEFAULT_ROUTE_TIMEOUT_MS,
+          health: s.health ? { ...s.health, expectStatus: s.health.expectStatus ?? HEALTH_DEFAULTS.expectStatus } : null,
+          outlier: s.outlier ?? OUTLIER_DEFAULTS,
         }));
       if (routes.length === 0) continue;
-      hosts.push({ host: environmentHost(env.name, env.tenant, this.config.domain), tenant: env.tenant, environment: env.name, routes });
+      hosts.push({ host: environmentHost(env.name, env.tenant, this.config.domain), tenant: env.tenant, environment: env.name, routes, tls: this.certificates.tlsOf(env.id), ...(env.edge ? { edge: env.edge } : {}) });
     }
     hosts.sort((a, b) => a.host.localeCompare(b.host));
-    const candidate: RoutingTable = { revision: this.#revision + 1, generatedAt: new Date().toISOString(), hosts };
-    const changed = this.tableHub.publish('table', candidate, (t) => encodeTable(t), (t) => JSON.stringify(t.hosts));
+    const tcp: TcpRoute[] = [];
+    for (const l of await this.store.listTcpListeners()) {
+      const env = byId.get(l.environmentId);
+      if (!env || env.phase !== 'active' || !env.currentRelease) continue;
+      const svc = (await this.manifestOf(env.id, env.currentRelease)).services.find((s) => s.name === l.service && s.tcp === true);
+      if (!svc) continue;
+      const primaryCheck = svc.primaryCheck ?? null;
+      tcp.push({
+        port: l.port,
+        tenant: env.tenant,
+        environment: env.name,
+        service: svc.name,
+        endpoints: rows
+          .filter((r) => r.environmentId === env.id && r.service === svc.name && r.desired === 'running' && this.zones.routable(r.zone))
+          .flatMap((r) => tcpEndpointOf(r, primaryCheck !== null)),
+        primaryCheck,
+        ...(env.edge ? { allow: env.edge.allow, deny: env.edge.deny } : {}),
+      });
+    }
+    const candidate: RoutingTable = { revision: this.#revision + 1, generatedAt: new Date().toISOString(), hosts, tcp };
+    const changed = this.tableHub.publish('table', candidate, (t) => encodeTable(t), (t) => JSON.stringify([t.hosts, t.tcp ?? []]));
     if (changed) {
       this.#revision += 1;
       this.#table = candidate;
     }
+    this.dns.publish(envs, await this.store.listDnsRecords());
   }
 
   #desiredRevision = Date.now();
@@ -496,12 +590,16 @@ export class Platform {
     for (const [service, insts] of [...services].sort(([a], [b]) => a.localeCompare(b))) {
       const first = insts[0] as InstanceRow;
       const spec = current?.services.find((x) => x.name === service) ?? (await this.manifestOf(env.id, first.release)).services.find((x) => x.name === service);
+      const port = spec?.port ?? this.config.instancePort;
       groups.push({
         service,
         addresses: insts.map((i) => i.address as string).sort(),
-        ports: [spec?.port ?? this.config.instancePort],
+        // The gateway checks a primary_check on CHECK_PORT, which a supervisor sets next to PORT
+        // in a private network (networkCheckPort in @lanes/agent: the two rules go together).
+        ports: spec?.primaryCheck ? [port, port < 65_535 ? port + 1 : port - 1] : [port],
         allowFrom: spec?.allowFrom ?? null,
-        http: spec?.http ?? false,
+        // The gateway's link connects to http services and to tcp services (their platform TCP port).
+        http: (spec?.http ?? false) || spec?.tcp === true,
       });
     }
     return {
@@ -599,6 +697,33 @@ export class Platform {
     const updated = await this.store.setEgress(env.id, allow);
     await this.event({ tenant, environment: name, reason: 'EgressChanged', object: `environment/${tenant}/${name}`, message: allow === null ? 'egress: any destination outside the platform' : `egress allowed only to ${allow.map((e) => `${e.cidr}${e.port === null ? '' : `:${e.port}`}`).join(', ') || 'nothing'}` });
     return updated;
+  }
+
+  /** The environment's edge settings, defaults filled in. */
+  async edgeOf(tenant: string, name: string): Promise<EdgeSettings> {
+    return (await this.environment(tenant, name)).edge ?? DEFAULT_EDGE;
+  }
+
+  /**
+   * Replaces (`replace`: fields left out take their defaults) or patches (`patch`: fields
+   * left out stay) the environment's edge settings; the gateway gets them with the next
+   * routing table. Records an EdgeChanged event when they change.
+   */
+  async setEdge(tenant: string, name: string, input: unknown, mode: 'replace' | 'patch'): Promise<EdgeSettings> {
+    const env = await this.environment(tenant, name);
+    const current = env.edge ?? DEFAULT_EDGE;
+    const next = mode === 'replace' ? parseEdgeSettings(input) : mergeEdge(current, parseEdgePatch(input));
+    if (sameEdge(next, current)) return current;
+    await this.store.setEdge(env.id, isDefaultEdge(next) ? null : next);
+    const described = describeEdge(next);
+    await this.event({
+      tenant,
+      environment: name,
+      reason: 'EdgeChanged',
+      object: `environment/${tenant}/${name}`,
+      message: `edge settings of ${tenant}/${name}: ${described.length === 0 ? 'defaults (no access control)' : described.join('; ')}`,
+    });
+    return next;
   }
 
   /** A simulated zone outage: the zone takes no traffic and no new instances until it is up. */
@@ -702,7 +827,9 @@ export class Platform {
     const manifest = await this.manifestOf(env.id, env.currentRelease);
     const scales = await this.store.getScales(env.id);
     const rows = await this.store.listInstances({ environmentId: env.id });
+    const listeners = await this.store.listTcpListeners(env.id);
     return manifest.services.map((s) => {
+      const listener = s.tcp === true ? listeners.find((l) => l.service === s.name) : undefined;
       const asked = askedCount(s, scales);
       return {
         name: s.name,
@@ -711,6 +838,7 @@ export class Platform {
         http: s.http,
         path: s.path,
         ready: rows.filter((r) => r.service === s.name && r.release === env.currentRelease && r.desired === 'running' && r.observed?.healthy === true).length,
+        tcp: listener ? { address: this.tcpAddress(), port: listener.port } : null,
       };
     });
   }
@@ -768,6 +896,13 @@ function endpointOf(r: InstanceRow): Endpoint[] {
   const o = r.observed;
   if (!o || o.state !== 'running' || !o.healthy || o.port === null) return [];
   return [{ instance: r.id, zone: r.zone, address: o.address, port: o.port }];
+}
+
+/** A TCP route's endpoint; with a primary check, where the instance serves it (null: not reported yet, never primary). */
+function tcpEndpointOf(r: InstanceRow, withCheck: boolean): Endpoint[] {
+  const o = r.observed;
+  if (!o || o.state !== 'running' || !o.healthy || o.port === null) return [];
+  return [{ instance: r.id, zone: r.zone, address: o.address, port: o.port, ...(withCheck ? { checkPort: o.checkPort ?? null } : {}) }];
 }
 
 function encodeTable(t: RoutingTable): string {
