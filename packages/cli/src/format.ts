@@ -65,6 +65,8 @@ export function renderStatus(status: EnvironmentStatus, release: Release | null)
   }
   if (ready) head.push(['ready', `${ready.status === 'True' ? 'yes' : 'no'}${ready.message ? ` (${ready.message})` : ready.reason ? ` (${ready.reason})` : ''}`]);
   head.push(...isolationLines(status));
+  // Where clients reach each tcp service: `tcp  127.0.0.1:30001 → broker`.
+  for (const s of status.services) if (s.tcp) head.push(['tcp', `${s.tcp.address}:${s.tcp.port} → ${s.name}`]);
   const keyWidth = Math.max(...head.map(([k]) => k.length));
   for (const [k, v] of head) lines.push(`${k.padEnd(keyWidth)}  ${v}`);
 

@@ -10,7 +10,7 @@ interface CommandHelp {
 export const HELP: Readonly<Record<string, CommandHelp>> = {
   up: {
     usage:
-      'lanes up [--http-port 8080] [--api-port 7070] [--zones a,b,c] [--domain lanes.localhost] [--isolation auto|netns|none] [--network-cidr 10.88.0.0/16] [--demo] [--detach]',
+      'lanes up [--http-port 8080] [--https-port 8443] [--api-port 7070] [--dns-port 8053] [--tcp-ports 30000-30999] [--zones a,b,c] [--domain lanes.localhost] [--isolation auto|netns|none] [--network-cidr 10.88.0.0/16] [--demo] [--detach]',
     summary: 'start the platform (control plane, one supervisor per zone, gateway) and supervise it',
     details: [
       'Everything lives in LANES_HOME (default ~/.lanes); logs in LANES_HOME/logs.',
@@ -111,10 +111,86 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
     usage: 'lanes zone up ZONE',
     summary: 'end a simulated zone outage: continue its processes, restore its links, mark it up',
   },
+  dns: {
+    usage: 'lanes dns list|set|delete ...',
+    summary: 'manage the platform DNS\'s failover records',
+    details: [
+      'lanes dns list',
+      'lanes dns set NAME --primary IP --primary-check URL --secondary IP [--secondary-check URL] [--ttl 30s]',
+      'lanes dns delete NAME',
+      'The platform DNS (lanes up --dns-port, default 8053) answers every environment host and these records.',
+    ],
+  },
+  'dns list': { usage: 'lanes dns list', summary: 'list the failover records with their targets and checks' },
+  'dns set': {
+    usage:
+      'lanes dns set NAME --primary IP --primary-check URL --secondary IP [--secondary-check URL] [--ttl 30s] [--check-interval 10s] [--check-timeout 2s] [--healthy-threshold 2] [--unhealthy-threshold 3]',
+    summary: 'create or replace a failover record: the primary while its check passes, else the secondary',
+    details: [
+      'NAME               a name inside the platform domain, e.g. www.dr.lanes.localhost (not an environment host)',
+      '--primary-check    GET this URL; 2xx or 3xx within the timeout is healthy',
+      '--secondary-check  the same for the secondary; without it the secondary is always healthy',
+      '--ttl              how long resolvers may cache the answer (default: the platform TTL, 30s)',
+      'The check flags apply to both checks: unhealthy after --unhealthy-threshold failures in a row,',
+      'healthy again after --healthy-threshold successes. Both down: the primary is answered (fail open).',
+    ],
+  },
+  'dns delete': { usage: 'lanes dns delete NAME', summary: 'delete a failover record' },
+  edge: {
+    usage: 'lanes edge show|set|reset TENANT/ENV ...',
+    summary: 'access control at the gateway: allow/deny lists, rate limits, body and connection limits',
+    details: [
+      'lanes edge show TENANT/ENV [--json]',
+      'lanes edge set TENANT/ENV [--allow CIDR,...|none] [--deny CIDR,...|none] [--client-rate 50/s[,BURST]|off] ...',
+      'lanes edge reset TENANT/ENV',
+    ],
+  },
+  'edge show': { usage: 'lanes edge show TENANT/ENV [--json]', summary: "show an environment's edge settings" },
+  'edge set': {
+    usage:
+      'lanes edge set TENANT/ENV [--allow CIDR,...|none] [--deny CIDR,...|none] [--client-rate 50/s[,BURST]|off] [--env-rate 1000/s[,BURST]|off] [--max-body 10mb|default] [--max-conns-per-client N|default] [--https-redirect on|off] [--hsts 1y|off]',
+    summary: 'change the settings given; the others stay as they are',
+    details: [
+      '--allow                 only these clients (IPv4/IPv6 CIDRs or addresses); none: everyone',
+      '--deny                  refuse these clients (checked before --allow); none: no one (403 either way)',
+      '--client-rate           requests per client IP (IPv6: per /64), per second, minute or hour: 50/s, 600/m, 50/s,100',
+      '                        (with a burst of 100; default one second\'s worth); off: none (429 with Retry-After)',
+      '--env-rate              the same for the whole environment',
+      '--max-body              largest request body: 10mb, 512kb, 1gb (powers of 1024); default: the gateway\'s (413)',
+      '--max-conns-per-client  open connections per client to this environment; default: the gateway\'s (1000)',
+      '--https-redirect        answer plain HTTP with a redirect to HTTPS',
+      '--hsts                  Strict-Transport-Security max-age on HTTPS answers: 1y, 180d; off: no header',
+    ],
+  },
+  'edge reset': { usage: 'lanes edge reset TENANT/ENV', summary: 'back to the defaults: no access control, the gateway\'s limits' },
+  ca: {
+    usage: 'lanes ca [--out FILE]',
+    summary: 'print (or write) the platform CA certificate that clients trust for HTTPS',
+    details: ['e.g. lanes ca --out ca.pem && curl --cacert ca.pem https://prod.acme.lanes.localhost:8443/'],
+  },
+  cert: {
+    usage: 'lanes cert set|show|clear TENANT/ENV ...',
+    summary: "manage an environment's TLS certificate (platform-issued by default)",
+    details: ['lanes cert show TENANT/ENV [--json]', 'lanes cert set TENANT/ENV --cert FILE --key FILE [--chain FILE]', 'lanes cert clear TENANT/ENV'],
+  },
+  'cert show': { usage: 'lanes cert show TENANT/ENV [--json]', summary: "show an environment's certificate: source, names, issuer, validity, fingerprint (never the key)" },
+  'cert set': {
+    usage: 'lanes cert set TENANT/ENV --cert FILE --key FILE [--chain FILE]',
+    summary: 'serve a custom certificate for the environment (PEM files; validated first)',
+    details: [
+      '--cert   the certificate, leaf first (its intermediates may follow)',
+      '--key    its private key, unencrypted: RSA (2048 bits or more) or ECDSA (P-256, P-384, P-521)',
+      '--chain  intermediates, in order, when not in --cert',
+      'Refused, with the reason, when the key does not fit, the chain does not link, the certificate',
+      'is expired or not yet valid, or its names do not cover the environment host (*. covers one label);',
+      'the previous certificate stays. A custom certificate is not renewed by the platform.',
+    ],
+  },
+  'cert clear': { usage: 'lanes cert clear TENANT/ENV', summary: 'remove a custom certificate: the platform issues and renews one again' },
   help: { usage: 'lanes help [COMMAND]', summary: 'show help' },
 };
 
-const TOP_LEVEL = ['up', 'down', 'tenant', 'env', 'deploy', 'status', 'scale', 'logs', 'events', 'releases', 'rollback', 'stop', 'start', 'restart', 'zone', 'help'];
+const TOP_LEVEL = ['up', 'down', 'tenant', 'env', 'deploy', 'status', 'scale', 'logs', 'events', 'releases', 'rollback', 'stop', 'start', 'restart', 'zone', 'dns', 'edge', 'ca', 'cert', 'help'];
 
 export function usageOf(command: string): string {
   return HELP[command]?.usage ?? `lanes ${command}`;

@@ -25,7 +25,7 @@ test('context.json is decoded leniently and needs a launcher pid', () => {
   const ctx = decodeContext({ launcherPid: 77, apiUrl: 'http://127.0.0.1:7070', components: { controlplane: 78, agents: { a: 79, b: 'x' } } });
   assert.ok(ctx);
   assert.equal(ctx.state, 'ready');
-  assert.deepEqual(ctx.components, { controlplane: 78, gateway: null, agents: { a: 79 } });
+  assert.deepEqual(ctx.components, { controlplane: 78, gateway: null, dns: null, agents: { a: 79 } });
   assert.equal(ctx.isolation, null, 'a context.json from before isolation says nothing about it');
   assert.deepEqual(ctx.downZones, []);
   assert.equal(decodeContext({ launcherPid: 77, isolation: 'netns', networkCidr: '10.88.0.0/16' })?.isolation, 'netns');

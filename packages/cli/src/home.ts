@@ -41,6 +41,8 @@ export function homePaths(home: string) {
     agentInstances: (zone: string) => path.join(home, 'zones', zone, 'state.json'),
     gatewayDir: path.join(home, 'gateway'),
     gatewayState: path.join(home, 'gateway', 'gateway.json'),
+    dnsDir: path.join(home, 'dns'),
+    dnsState: path.join(home, 'dns', 'dns.json'),
   } as const;
 }
 
@@ -75,6 +77,8 @@ export interface LanesContext {
   readonly components: {
     readonly controlplane: number | null;
     readonly gateway: number | null;
+    /** The DNS server; absent (null) in a context.json written before it existed. */
+    readonly dns: number | null;
     readonly agents: Readonly<Record<string, number>>;
   };
   readonly startedAt: string;
@@ -149,7 +153,7 @@ export function decodeContext(v: unknown): LanesContext | null {
     httpPort: typeof v['httpPort'] === 'number' ? v['httpPort'] : 8080,
     zones: Array.isArray(v['zones']) ? v['zones'].filter((z): z is string => typeof z === 'string') : [],
     launcherPid,
-    components: { controlplane: pidOf(components['controlplane']), gateway: pidOf(components['gateway']), agents },
+    components: { controlplane: pidOf(components['controlplane']), gateway: pidOf(components['gateway']), dns: pidOf(components['dns']), agents },
     startedAt: str('startedAt') ?? '',
     isolation: v['isolation'] === 'netns' || v['isolation'] === 'none' ? v['isolation'] : null,
     networkCidr: str('networkCidr'),

@@ -10,6 +10,9 @@ import { configFromEnv, type CliConfig } from './home.js';
 import { processIo, type Io } from './io.js';
 import { downCommand, upCommand } from './platform.js';
 import { zoneCommand } from './zone.js';
+import { edgeCommand } from './edge.js';
+import { dnsCommand } from './dns.js';
+import { caCommand, certCommand } from './cert.js';
 
 type Handler = (ctx: CommandContext, argv: readonly string[]) => Promise<number>;
 
@@ -29,6 +32,10 @@ const COMMANDS: Readonly<Record<string, Handler>> = {
   start: runStateCommand('start'),
   restart: runStateCommand('restart'),
   zone: zoneCommand,
+  edge: edgeCommand,
+  dns: dnsCommand,
+  ca: caCommand,
+  cert: certCommand,
 };
 
 export function version(): string {

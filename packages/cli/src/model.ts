@@ -47,6 +47,8 @@ export interface Service {
   readonly http: boolean;
   readonly path: string | null;
   readonly ready: number;
+  /** A tcp service's platform TCP port on the gateway; null for other services. */
+  readonly tcp: { readonly address: string; readonly port: number } | null;
 }
 
 export interface Instance {
@@ -227,7 +229,17 @@ export function decodeService(v: unknown, where = 'service'): Service {
     http: o['http'] === true,
     path: optStr(o, 'path'),
     ready: optNum(o, 'ready') ?? 0,
+    tcp: decodeTcp(o['tcp']),
   };
+}
+
+/** `{ address, port }`; anything else (absent from an older control plane, null) is none. */
+function decodeTcp(v: unknown): Service['tcp'] {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return null;
+  const o = v as Obj; // checked just above: a non-array object
+  const address = optStr(o, 'address');
+  const port = optNum(o, 'port');
+  return address !== null && port !== null ? { address, port } : null;
 }
 
 export function decodeInstance(v: unknown, where = 'instance'): Instance {

@@ -1,6 +1,6 @@
 /**
- * `lanes up`: the launcher. Starts the control plane, one zone supervisor per zone and the
- * gateway as separate, detached processes (own process groups, logs appended to
+ * `lanes up`: the launcher. Starts the control plane, one zone supervisor per zone, the
+ * gateway and the DNS server as separate, detached processes (own process groups, logs appended to
  * LANES_HOME/logs/<name>.log), waits for each to be ready, records them in context.json,
  * then supervises: a component that exits unexpectedly is restarted with backoff
  * (1 s doubling to 30 s). Ctrl-C / SIGTERM stop the platform as `lanes down` does.
@@ -41,6 +41,12 @@ import { stopPlatform } from './stop.js';
 export interface UpOptions {
   readonly httpPort: number;
   readonly apiPort: number;
+  /** UDP and TCP port of the platform's authoritative DNS server. @default 8053 */
+  readonly dnsPort: number;
+  /** The gateway's HTTPS port (TLS 1.2/1.3, certificates by SNI). @default 8443 */
+  readonly httpsPort: number;
+  /** The range platform TCP ports of `tcp: true` services come from. @default '30000-30999' */
+  readonly tcpPorts: string;
   readonly zones: readonly string[];
   readonly domain: string;
   readonly demo: boolean;
@@ -61,6 +67,9 @@ export function parseUpArgs(argv: readonly string[]): UpOptions | 'help' {
   const args = parseCommandArgs('up', argv, {
     'http-port': { type: 'string' },
     'api-port': { type: 'string' },
+    'dns-port': { type: 'string' },
+    'https-port': { type: 'string' },
+    'tcp-ports': { type: 'string' },
     zones: { type: 'string' },
     domain: { type: 'string' },
     demo: { type: 'boolean' },
@@ -84,11 +93,25 @@ export function parseUpArgs(argv: readonly string[]): UpOptions | 'help' {
   const httpPort = parseIntArg('--http-port', v['http-port'] ?? '8080', 1, 65535);
   const apiPort = parseIntArg('--api-port', v['api-port'] ?? '7070', 1, 65535);
   if (httpPort === apiPort) throw new UsageError(`--http-port and --api-port are both ${httpPort}; give them different ports`);
+  const dnsPort = parseIntArg('--dns-port', v['dns-port'] ?? '8053', 1, 65535);
+  if (dnsPort === httpPort || dnsPort === apiPort) throw new UsageError(`--dns-port ${dnsPort} is also --${dnsPort === httpPort ? 'http' : 'api'}-port; give it its own port`);
+  const httpsPort = parseIntArg('--https-port', v['https-port'] ?? '8443', 1, 65535);
+  if (httpsPort === httpPort || httpsPort === apiPort || httpsPort === dnsPort) {
+    throw new UsageError(`--https-port ${httpsPort} is also --${httpsPort === httpPort ? 'http' : httpsPort === apiPort ? 'api' : 'dns'}-port; give it its own port`);
+  }
+  const tcpPorts = v['tcp-ports'] ?? process.env['LANES_TCP_PORTS'] ?? '30000-30999';
+  const range = /^(\d{1,5})-(\d{1,5})$/.exec(tcpPorts);
+  if (range === null || Number(range[1]) < 1 || Number(range[2]) > 65535 || Number(range[1]) > Number(range[2])) {
+    throw new UsageError(`--tcp-ports: ${JSON.stringify(tcpPorts)} is not a port range like 30000-30999`);
+  }
   const isolation = parseIsolationRequest(v.isolation);
   const networkCidr = parseNetworkCidr(v['network-cidr'], isolation, zones);
   return {
     httpPort,
     apiPort,
+    dnsPort,
+    httpsPort,
+    tcpPorts,
     zones,
     domain,
     demo: v.demo === true,
@@ -147,7 +170,7 @@ function binPath(): string {
 }
 
 /** Resolves a component's entry (`@lanes/<pkg>/main`) and checks it has been built. */
-function componentEntry(pkg: 'controlplane' | 'agent' | 'gateway'): string {
+function componentEntry(pkg: 'controlplane' | 'agent' | 'gateway' | 'dns'): string {
   const specifier = `@lanes/${pkg}/main`;
   let file: string;
   try {
@@ -174,6 +197,9 @@ async function startDetached(config: CliConfig, io: Io, opts: UpOptions, isolati
     'up',
     '--http-port', String(opts.httpPort),
     '--api-port', String(opts.apiPort),
+    '--dns-port', String(opts.dnsPort),
+    '--https-port', String(opts.httpsPort),
+    '--tcp-ports', opts.tcpPorts,
     '--zones', opts.zones.join(','),
     '--domain', opts.domain,
     ...(opts.demo ? ['--demo'] : []),
@@ -246,7 +272,7 @@ async function waitGone(pid: number, timeoutMs: number): Promise<void> {
   while (isAlive(pid) && Date.now() < deadline) await sleep(100);
 }
 
-type ComponentKind = 'controlplane' | 'agent' | 'gateway';
+type ComponentKind = 'controlplane' | 'agent' | 'gateway' | 'dns';
 
 interface Component {
   readonly key: string; // controlplane | gateway | agent-<zone>
@@ -301,7 +327,7 @@ class Launcher {
       httpPort: opts.httpPort,
       zones: opts.zones,
       launcherPid: process.pid,
-      components: { controlplane: null, gateway: null, agents: {} },
+      components: { controlplane: null, gateway: null, dns: null, agents: {} },
       startedAt: new Date().toISOString(),
       isolation: isolation.mode,
       networkCidr: isolation.mode === 'netns' ? opts.networkCidr : null,
@@ -387,7 +413,7 @@ class Launcher {
     }
     // Leftovers of a crashed run: components and instances still running, stale state files.
     await stopPlatform(this.#home, previous === null ? silentIo() : this.#io, { selfPid: process.pid });
-    for (const file of [paths.controlplaneState, paths.gatewayState, ...this.#opts.zones.map((z) => paths.agentState(z))]) {
+    for (const file of [paths.controlplaneState, paths.gatewayState, paths.dnsState, ...this.#opts.zones.map((z) => paths.agentState(z))]) {
       await rm(file, { force: true });
     }
     if (this.#isolation.mode === 'netns') {
@@ -396,6 +422,7 @@ class Launcher {
       if (removed !== null) this.#io.line(`removed network objects left by a previous run: ${removed}`);
     }
     await ensureDir(paths.gatewayDir);
+    await ensureDir(paths.dnsDir);
     await ensureDir(paths.zones);
     for (const zone of this.#opts.zones) await ensureDir(paths.zoneDir(zone));
     if (this.#isolation.mode === 'netns') {
@@ -406,6 +433,7 @@ class Launcher {
     const cpEntry = componentEntry('controlplane');
     const agentEntry = componentEntry('agent');
     const gatewayEntry = componentEntry('gateway');
+    const dnsEntry = componentEntry('dns');
     const gatewayUrl = gatewayBaseUrl(this.#opts.domain, this.#opts.httpPort);
 
     const cp = this.#component('controlplane', 'control plane', null, 'controlplane', 60_000, [
@@ -416,6 +444,7 @@ class Launcher {
       '--domain', this.#opts.domain,
       '--zones', this.#opts.zones.join(','),
       '--gateway-url', gatewayUrl,
+      '--tcp-ports', this.#opts.tcpPorts,
       '--isolation', this.#isolation.mode,
       ...(this.#isolation.mode === 'netns' ? ['--network-cidr', this.#opts.networkCidr] : []),
     ]);
@@ -439,19 +468,37 @@ class Launcher {
     const gw = this.#component('gateway', 'gateway', null, 'gateway', 30_000, [
       gatewayEntry,
       '--http-port', String(this.#opts.httpPort),
+      '--https-port', String(this.#opts.httpsPort),
       '--host', '127.0.0.1',
       '--api', apiUrl,
       '--token-file', paths.nodeToken,
       '--state-dir', paths.gatewayDir,
+      '--admin-port', '0',
     ]);
     await this.#startAndWait(gw);
     this.#ctx = { ...this.#ctx, gatewayUrl };
     await this.#writeContext();
 
+    // The platform's authoritative DNS: it answers from its last zone even before the
+    // control plane streams one, and keeps answering while the control plane is away.
+    const dns = this.#component('dns', 'dns server', null, 'dns', 30_000, [
+      dnsEntry,
+      '--port', String(this.#opts.dnsPort),
+      '--host', '127.0.0.1',
+      '--api', apiUrl,
+      '--token-file', paths.nodeToken,
+      '--state-dir', paths.dnsDir,
+    ]);
+    await this.#startAndWait(dns);
+
     const port = this.#opts.httpPort;
     this.#io.line('');
     this.#io.line(`API          ${apiUrl}`);
     this.#io.line(`gateway      http://<env>.<tenant>.${this.#opts.domain}:${port}/`);
+    this.#io.line(`https        https://<env>.<tenant>.${this.#opts.domain}:${this.#opts.httpsPort}/ (trust the platform CA: lanes ca --out ca.pem)`);
+    this.#io.line(`dns          udp+tcp 127.0.0.1:${this.#opts.dnsPort} (dig @127.0.0.1 -p ${this.#opts.dnsPort} <env>.<tenant>.${this.#opts.domain})`);
+    const metricsUrl = readAdminUrl(paths.gatewayState);
+    if (metricsUrl !== null) this.#io.line(`metrics      ${metricsUrl}/metrics (Prometheus text; bearer: the node token)`);
     this.#io.line(`admin token  ${paths.adminToken}`);
     this.#io.line(`isolation    ${isolationSummary(this.#isolation.mode, this.#opts.networkCidr)}`);
     if (this.#opts.demo) await this.#demo(apiUrl);
@@ -515,7 +562,9 @@ class Launcher {
           ? { ...comps, agents: { ...comps.agents, [c.zone]: pid } }
           : c.kind === 'controlplane'
             ? { ...comps, controlplane: pid }
-            : { ...comps, gateway: pid },
+            : c.kind === 'dns'
+              ? { ...comps, dns: pid }
+              : { ...comps, gateway: pid },
     };
   }
 
@@ -539,7 +588,13 @@ class Launcher {
   async #waitReady(c: Component, pid: number): Promise<string> {
     const deadline = Date.now() + c.readyTimeoutMs;
     const stateFile =
-      c.kind === 'controlplane' ? this.#paths.controlplaneState : c.kind === 'gateway' ? this.#paths.gatewayState : this.#paths.agentState(c.zone ?? '');
+      c.kind === 'controlplane'
+        ? this.#paths.controlplaneState
+        : c.kind === 'gateway'
+          ? this.#paths.gatewayState
+          : c.kind === 'dns'
+            ? this.#paths.dnsState
+            : this.#paths.agentState(c.zone ?? '');
     for (;;) {
       if (this.#stopping) throw new CliError('stopped while starting');
       if (c.pid !== pid || c.exited !== null) {
@@ -654,10 +709,22 @@ async function healthy(url: string): Promise<boolean> {
 }
 
 /** The components get the launcher's environment without the CLI's own overrides. */
+/** The gateway's admin listener (`/metrics`) from its ready file, if it has one. */
+function readAdminUrl(file: string): string | null {
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as { adminUrl?: unknown };
+    return typeof v.adminUrl === 'string' ? v.adminUrl : null;
+  } catch {
+    return null;
+  }
+}
+
 function componentEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env['LANES_API_URL'];
   delete env['LANES_TOKEN'];
+  // Set by `node --test` for its children; a component (and its cluster workers) is none.
+  delete env['NODE_TEST_CONTEXT'];
   return env;
 }
 

@@ -3,7 +3,7 @@
  * launcher started, working only from files in LANES_HOME (so it works after kill -9 of
  * the launcher). Order: zones frozen by `lanes zone down` are continued (a stopped process
  * cannot act on SIGTERM); each zone supervisor is asked to stop its instances and exit;
- * then gateway, control plane and launcher get SIGTERM (SIGKILL after a grace); last,
+ * then gateway, DNS server, control plane and launcher get SIGTERM (SIGKILL after a grace); last,
  * instance processes still alive according to the supervisors' state files are killed.
  */
 import { readFile, rm } from 'node:fs/promises';
@@ -74,8 +74,10 @@ export async function stopPlatform(home: string, io: Io, options: StopOptions = 
   // 2. Gateway, control plane, launcher.
   const controlplaneState = await readComponentState(paths.controlplaneState);
   const gatewayState = await readComponentState(paths.gatewayState);
+  const dnsState = await readComponentState(paths.dnsState);
   const targets: [string, (number | null | undefined)[]][] = [
     ['gateway', [ctx?.components.gateway, gatewayState?.pid]],
+    ['dns server', [ctx?.components.dns, dnsState?.pid]],
     ['control plane', [ctx?.components.controlplane, controlplaneState?.pid]],
   ];
   for (const [label, candidates] of targets) {
@@ -106,7 +108,7 @@ export async function stopPlatform(home: string, io: Io, options: StopOptions = 
   if (leftovers > 0) report(`stopped ${leftovers} leftover instance process${leftovers === 1 ? '' : 'es'}`);
 
   // The run is over: its readiness files and context would only mislead the next commands.
-  for (const file of [paths.controlplaneState, paths.gatewayState, ...zones.map((z) => paths.agentState(z)), paths.context]) {
+  for (const file of [paths.controlplaneState, paths.gatewayState, paths.dnsState, ...zones.map((z) => paths.agentState(z)), paths.context]) {
     await rm(file, { force: true }).catch(() => undefined);
   }
   return stopped;
