@@ -208,7 +208,10 @@ describe('private networks per environment', { skip }, () => {
     for (const pid of p.pids()) killTree(pid);
     await sleep(300);
     assert.ok((await leftovers()).length > 0, 'the crash left namespaces behind');
-    const up = await p.cli(['up', '--detach', '--api-port', String(p.apiPort), '--http-port', String(p.httpPort), '--zones', p.zones.join(','), '--isolation', 'netns'], 90_000);
+    const up = await p.cli(
+      ['up', '--detach', '--api-port', String(p.apiPort), '--http-port', String(p.httpPort), '--dns-port', String(p.dnsPort), '--https-port', String(p.httpsPort), '--zones', p.zones.join(','), '--isolation', 'netns'],
+      90_000,
+    );
     assert.equal(up.code, 0, up.stderr);
     const s = await p.waitReady('alpha/prod');
     assert.ok(s.instances.every((i) => i.pid !== null && isAlive(i.pid)));

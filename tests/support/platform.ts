@@ -25,29 +25,35 @@ export interface Context {
   apiUrl: string;
   gatewayUrl: string;
   launcherPid?: number;
-  components?: { controlplane?: number; gateway?: number; agents?: Record<string, number> };
+  components?: { controlplane?: number; gateway?: number; dns?: number; agents?: Record<string, number> };
 }
 
 export class TestPlatform {
   readonly home: string;
   readonly apiPort: number;
   readonly httpPort: number;
+  /** The platform DNS's UDP and TCP port (always a free one, so parallel platforms never clash on 8053). */
+  readonly dnsPort: number;
+  /** The gateway's HTTPS port (always a free one, so parallel platforms never clash on 8443). */
+  readonly httpsPort: number;
   readonly zones: string[];
   readonly domain = 'lanes.localhost';
   readonly env: NodeJS.ProcessEnv;
 
-  private constructor(home: string, apiPort: number, httpPort: number, zones: string[], extraEnv: NodeJS.ProcessEnv) {
+  private constructor(home: string, apiPort: number, httpPort: number, zones: string[], extraEnv: NodeJS.ProcessEnv, dnsPort: number, httpsPort: number) {
     this.home = home;
     this.apiPort = apiPort;
     this.httpPort = httpPort;
+    this.dnsPort = dnsPort;
+    this.httpsPort = httpsPort;
     this.zones = zones;
     this.env = { ...process.env, LANES_HOME: home, ...extraEnv };
   }
 
   /** Boots a platform; isolation defaults to none (the no-root mode) unless asked. */
-  static async start(opts: { zones?: string[]; env?: NodeJS.ProcessEnv; isolation?: 'netns' | 'none' } = {}): Promise<TestPlatform> {
-    const p = new TestPlatform(await tempDir('lanes-e2e-'), await freePort(), await freePort(), opts.zones ?? ['a', 'b', 'c'], opts.env ?? {});
-    const up = ['up', '--detach', '--api-port', String(p.apiPort), '--http-port', String(p.httpPort), '--zones', p.zones.join(','), '--isolation', opts.isolation ?? 'none'];
+  static async start(opts: { zones?: string[]; env?: NodeJS.ProcessEnv; isolation?: 'netns' | 'none'; dnsPort?: number; httpsPort?: number } = {}): Promise<TestPlatform> {
+    const p = new TestPlatform(await tempDir('lanes-e2e-'), await freePort(), await freePort(), opts.zones ?? ['a', 'b', 'c'], opts.env ?? {}, opts.dnsPort ?? (await freePort()), opts.httpsPort ?? (await freePort()));
+    const up = ['up', '--detach', '--api-port', String(p.apiPort), '--http-port', String(p.httpPort), '--dns-port', String(p.dnsPort), '--https-port', String(p.httpsPort), '--zones', p.zones.join(','), '--isolation', opts.isolation ?? 'none'];
     const r = await p.cli(up, 90_000);
     if (r.code !== 0) {
       await p.stop();
@@ -149,6 +155,7 @@ export class TestPlatform {
       const comp = c.components ?? {};
       if (comp.controlplane) out.push(comp.controlplane);
       if (comp.gateway) out.push(comp.gateway);
+      if (comp.dns) out.push(comp.dns);
       for (const pid of Object.values(comp.agents ?? {})) out.push(pid);
     } catch {
       /* no context */
