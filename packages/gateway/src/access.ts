@@ -22,21 +22,23 @@
  * Counters and buckets live in this process: a gateway with several workers applies each
  * limit per worker.
  */
-import type http from 'node:http';
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { Transform } from 'node:stream';
-import type { TransformCallback } from 'node:stream';
 import { formatByteSize, formatRateLimit, isDefaultEdge, parseCidrBlock, parseIpAddress } from '@lanes/spec';
 import type { EdgeSettings, RateLimit, RoutingTable, VirtualHost } from '@lanes/spec';
 import type { GatewayLimits } from './config.js';
 import type { Logger } from './logging.js';
+import { readTransferEncoding } from './http1.js';
 import type { RouteMatch, RoutingState } from './routing.js';
 
 /** A refusal: the status and its one-line plain-text message. */
 export interface Refusal {
   readonly status: number;
   readonly message: string;
+  /** Seconds the client should wait (429): sent as Retry-After. */
+  readonly retryAfterS?: number;
+  /** The connection closes after the answer (framing that cannot be trusted, a body left unread). */
+  readonly close?: boolean;
 }
 
 /** Clients tracked per environment by a per-client rate limit before old entries are dropped. @default 10000 */
@@ -260,55 +262,6 @@ function sameRate(a: RateLimit | null, b: RateLimit | null): boolean {
 }
 
 // ---------------------------------------------------------------------------------------
-// Body size
-
-/** A streamed request body went over its limit (mapped to 413 by the proxy). */
-export class BodyTooLargeError extends Error {
-  readonly code = 'LANES_BODY_TOO_LARGE';
-  constructor(message: string) {
-    super(message);
-    this.name = 'BodyTooLargeError';
-  }
-}
-
-function ignore(): void {}
-
-/**
- * Sits between a chunked request body and the upstream: passes chunks on while the total
- * stays within `maxBytes`, then fails the upstream request with BodyTooLargeError, marks the
- * answer `Connection: close` and lets the rest of the client's body drain unread.
- */
-class BodyLimiter extends Transform {
-  readonly #maxBytes: number;
-  readonly #message: string;
-  readonly #req: http.IncomingMessage;
-  readonly #res: http.ServerResponse;
-  #bytes = 0;
-
-  constructor(req: http.IncomingMessage, res: http.ServerResponse, maxBytes: number, message: string) {
-    super();
-    this.#req = req;
-    this.#res = res;
-    this.#maxBytes = maxBytes;
-    this.#message = message;
-    // The failure reaches the proxy through undici; it must never be an uncaught 'error'.
-    this.on('error', ignore);
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#bytes += chunk.length;
-    if (this.#bytes <= this.#maxBytes) {
-      callback(null, chunk);
-      return;
-    }
-    if (!this.#res.headersSent) this.#res.setHeader('connection', 'close');
-    this.#req.unpipe(this);
-    this.#req.resume();
-    callback(new BodyTooLargeError(this.#message));
-  }
-}
-
-// ---------------------------------------------------------------------------------------
 // Policies
 
 /** Connections of clients to one environment, counted from their first request to it. */
@@ -365,8 +318,6 @@ export class EdgeAccess {
   #acceptLimit: number;
   readonly #connections = new Map<string, number>();
   #refusedConnections = 0;
-  /** Chunked requests admitted with a body limit, until their body is sent upstream. */
-  readonly #chunked = new WeakMap<http.IncomingMessage, { readonly res: http.ServerResponse; readonly maxBytes: number; readonly message: string }>();
 
   constructor(options: EdgeAccessOptions) {
     this.#routing = options.routing;
@@ -412,63 +363,62 @@ export class EdgeAccess {
   }
 
   /**
-   * The checks of a routed request (see the module comment). Sets the answer's
-   * Retry-After or `Connection: close` itself; the caller answers with the refusal.
+   * The checks of a routed request (see the module comment). `contentLength` is the
+   * declared body size; -1 for a chunked body (counted against `maxBodyBytes` as it streams).
    */
-  admit(vhost: VirtualHost, client: string, hasBody: boolean, req: http.IncomingMessage, res: http.ServerResponse): Refusal | null {
+  admit(vhost: VirtualHost, client: string, socket: net.Socket, contentLength: number): Refusal | null {
     if (this.#routing.table !== this.#compiledFor) this.#sync();
     const policy = this.#policies.get(vhost);
-    if (policy === undefined) return hasBody ? this.#checkBody(req, res, this.#limits.maxBodyBytes, vhost) : null;
-    const refusal = this.#checkPolicy(policy, client, req, res);
-    if (refusal !== null) return refusal;
-    return hasBody ? this.#checkBody(req, res, policy.maxBodyBytes, vhost) : null;
+    if (policy !== undefined) {
+      const refusal = this.#checkPolicy(policy, client, socket);
+      if (refusal !== null) return refusal;
+    }
+    if (contentLength > 0) {
+      const maxBytes = policy?.maxBodyBytes ?? this.#limits.maxBodyBytes;
+      if (contentLength > maxBytes) {
+        return { status: 413, message: `request body of ${contentLength} bytes is over the limit of ${formatByteSize(maxBytes)} for ${vhost.tenant}/${vhost.environment}`, close: true };
+      }
+    }
+    return null;
+  }
+
+  /** The body limit of a routed request's environment (a chunked body is cut past it). */
+  maxBodyBytes(vhost: VirtualHost): number {
+    if (this.#routing.table !== this.#compiledFor) this.#sync();
+    return this.#policies.get(vhost)?.maxBodyBytes ?? this.#limits.maxBodyBytes;
+  }
+
+  /** The refusal of a chunked body that went over its environment's limit. */
+  bodyTooLarge(vhost: VirtualHost): Refusal {
+    return { status: 413, message: `request body is over the limit of ${formatByteSize(this.maxBodyBytes(vhost))} for ${vhost.tenant}/${vhost.environment}`, close: true };
   }
 
   /** Allow/deny, connections and rates for an Upgrade (WebSocket) request. */
-  admitUpgrade(req: http.IncomingMessage, match: RouteMatch): Refusal | null {
+  admitUpgrade(client: string, socket: net.Socket, match: RouteMatch): Refusal | null {
     if (this.#routing.table !== this.#compiledFor) this.#sync();
     const policy = this.#policies.get(match.vhost);
-    return policy === undefined ? null : this.#checkPolicy(policy, req.socket.remoteAddress ?? '', req, null);
+    return policy === undefined ? null : this.#checkPolicy(policy, client, socket);
   }
 
-  /**
-   * The body undici sends upstream: the request itself, or for a chunked body with a limit
-   * a counting stage in front of it (made here, at dispatch, so that a request refused after
-   * admit leaves its body alone).
-   */
-  body(req: http.IncomingMessage): http.IncomingMessage | Transform {
-    const pending = this.#chunked.get(req);
-    if (pending === undefined) return req;
-    this.#chunked.delete(req);
-    return req.pipe(new BodyLimiter(req, pending.res, pending.maxBytes, pending.message));
-  }
-
-  #checkPolicy(policy: Policy, client: string, req: http.IncomingMessage, res: http.ServerResponse | null): Refusal | null {
+  #checkPolicy(policy: Policy, client: string, socket: net.Socket): Refusal | null {
     if (policy.deny !== null && policy.deny.has(client)) return { status: 403, message: `client ${client} is denied access to ${policy.ref}` };
     if (policy.allow !== null && !policy.allow.has(client)) return { status: 403, message: `client ${client} is not on the allow-list of ${policy.ref}` };
     const state = policy.state;
     if (policy.maxConnections !== null) {
-      const refused = this.#countConnection(policy, state.connections, req.socket, client);
-      if (refused !== null) {
-        res?.setHeader('connection', 'close');
-        return refused;
-      }
+      const refused = this.#countConnection(policy, state.connections, socket, client);
+      if (refused !== null) return refused;
     }
     if (state.clientRate === null && state.environmentRate === null) return null;
     const now = this.#now();
     if (state.clientRate !== null) {
       const wait = state.clientRate.take(clientKey(client), now);
       if (wait > 0) {
-        res?.setHeader('retry-after', String(wait));
-        return { status: 429, message: `too many requests from ${client} to ${policy.ref} (limit ${policy.clientRateText} per client); retry in ${wait} s` };
+        return { status: 429, message: `too many requests from ${client} to ${policy.ref} (limit ${policy.clientRateText} per client); retry in ${wait} s`, retryAfterS: wait };
       }
     }
     if (state.environmentRate !== null) {
       const wait = state.environmentRate.take(now);
-      if (wait > 0) {
-        res?.setHeader('retry-after', String(wait));
-        return { status: 429, message: `too many requests to ${policy.ref} (limit ${policy.environmentRateText}); retry in ${wait} s` };
-      }
+      if (wait > 0) return { status: 429, message: `too many requests to ${policy.ref} (limit ${policy.environmentRateText}); retry in ${wait} s`, retryAfterS: wait };
     }
     return null;
   }
@@ -479,28 +429,10 @@ export class EdgeAccess {
     const key = clientKey(client);
     const n = (conns.counts.get(key) ?? 0) + 1;
     const limit = policy.maxConnections ?? Infinity;
-    if (n > limit) return { status: 429, message: `client ${client} has more than ${limit} connections open to ${policy.ref}; reuse one or close some` };
+    if (n > limit) return { status: 429, message: `client ${client} has more than ${limit} connections open to ${policy.ref}; reuse one or close some`, close: true };
     conns.sockets.add(socket);
     conns.counts.set(key, n);
     socket.once('close', () => this.#release(conns.counts, key));
-    return null;
-  }
-
-  /** Content-Length over the limit: refused now; a chunked body: counted as it streams. */
-  #checkBody(req: http.IncomingMessage, res: http.ServerResponse, maxBytes: number, vhost: VirtualHost): Refusal | null {
-    const raw = req.rawHeaders;
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      const name = raw[i] ?? '';
-      if (name.length === 14 && name.toLowerCase() === 'content-length') {
-        const length = Number(raw[i + 1]);
-        if (length <= maxBytes) return null;
-        res.setHeader('connection', 'close');
-        return { status: 413, message: `request body of ${length} bytes is over the limit of ${formatByteSize(maxBytes)} for ${vhost.tenant}/${vhost.environment}` };
-      }
-    }
-    // No Content-Length with a body: chunked (Node refuses every other framing, and so
-    // does checkFraming).
-    this.#chunked.set(req, { res, maxBytes, message: `request body is over the limit of ${formatByteSize(maxBytes)} for ${vhost.tenant}/${vhost.environment}` });
     return null;
   }
 
@@ -587,38 +519,45 @@ export function isPlainHost(host: string): boolean {
 }
 
 /**
- * What Node's parser (llhttp, strict) lets through but a proxy must not: it already refuses
- * Content-Length with Transfer-Encoding, two Content-Lengths, obs-fold, control characters
- * and bare LF. Called after the header loop with its counts, only when they are unusual.
- * Framing refusals close the connection: what follows on it cannot be trusted.
+ * The framing checks the header pass makes after counting (called only when something is
+ * unusual): anything two HTTP parsers could read differently is refused, with the
+ * connection closed, since what follows on it cannot be trusted. http1.ts has already
+ * refused what is malformed line by line (obs-fold, bare CR/LF, control characters).
  */
 export function checkFraming(
-  res: http.ServerResponse,
   httpVersion: string,
   hosts: number,
   host: string,
   lengths: number,
+  badLength: string | null,
   encodings: number,
   encoding: string,
 ): Refusal | null {
-  let refusal: Refusal | null = null;
-  if (hosts > 1) refusal = { status: 400, message: `the request has ${hosts} Host headers; send exactly one` };
-  else if (hosts === 1 && !isPlainHost(host)) refusal = { status: 400, message: `Host ${JSON.stringify(host.slice(0, 100))} has characters a host name cannot have` };
-  else if (lengths > 1) refusal = { status: 400, message: `the request has ${lengths} Content-Length headers; send exactly one` };
-  else if (encodings > 1) refusal = { status: 400, message: `the request has ${encodings} Transfer-Encoding headers; send one, chunked` };
-  else if (encodings === 1 && httpVersion === '1.0') refusal = { status: 400, message: 'an HTTP/1.0 request cannot have a Transfer-Encoding; send a Content-Length' };
-  else if (encodings === 1 && encoding.toLowerCase() !== 'chunked') {
-    refusal = { status: 501, message: `Transfer-Encoding ${JSON.stringify(encoding.slice(0, 100))} is not supported; send the body chunked or with a Content-Length` };
+  let message: string | null = null;
+  let status = 400;
+  if (hosts > 1) message = `the request has ${hosts} Host headers; send exactly one`;
+  else if (hosts === 0 && httpVersion === '1.1') message = 'the request has no Host header; send exactly one';
+  else if (hosts === 1 && !isPlainHost(host)) message = `Host ${JSON.stringify(host.slice(0, 100))} has characters a host name cannot have`;
+  else if (lengths > 1) message = `the request has ${lengths} Content-Length headers; send exactly one`;
+  else if (badLength !== null) message = `Content-Length ${JSON.stringify(badLength.slice(0, 40))} is not a number of bytes`;
+  else if (lengths === 1 && encodings > 0) message = 'the request has both Content-Length and Transfer-Encoding; send one of them';
+  else if (encodings > 1) message = `the request has ${encodings} Transfer-Encoding headers; send one, chunked`;
+  else if (encodings === 1 && httpVersion === '1.0') message = 'an HTTP/1.0 request cannot have a Transfer-Encoding; send a Content-Length';
+  else if (encodings === 1) {
+    const te = readTransferEncoding(encoding);
+    if (te === 'not-last') message = `Transfer-Encoding ${JSON.stringify(encoding.slice(0, 100))} does not end in chunked, so the body's end cannot be found`;
+    else if (te === 'unsupported') {
+      status = 501;
+      message = `Transfer-Encoding ${JSON.stringify(encoding.slice(0, 100))} is not supported; send the body chunked or with a Content-Length`;
+    }
   }
-  if (refusal !== null) res.setHeader('connection', 'close');
-  return refusal;
+  return message === null ? null : { status, message, close: true };
 }
 
 /**
  * An absolute-form target (`GET http://a/ HTTP/1.1`) whose authority is not the Host: the
  * gateway and the instance could each route by a different one. Refused, connection closed.
  */
-export function refuseAuthority(res: http.ServerResponse, authority: string, host: string): Refusal {
-  res.setHeader('connection', 'close');
-  return { status: 400, message: `request target authority ${JSON.stringify(authority.slice(0, 100))} differs from Host ${JSON.stringify(host.slice(0, 100))}` };
+export function refuseAuthority(authority: string, host: string): Refusal {
+  return { status: 400, message: `request target authority ${JSON.stringify(authority.slice(0, 100))} differs from Host ${JSON.stringify(host.slice(0, 100))}`, close: true };
 }

@@ -1,21 +1,24 @@
 /**
- * The edge proxy. A node:http listener for clients and one undici keep-alive pool per
- * instance endpoint. Each request runs through a fixed pipeline:
+ * The edge proxy: the gateway's own HTTP/1.1 engine (connection.ts for clients, upstream.ts
+ * for instances, http1.ts for the framing) with this request pipeline:
  *
- *   1. prepare   — read the headers once: Host, X-Request-Id, body or not, the upstream headers
+ *   1. prepare   — one pass over the head: Host, X-Request-Id, body framing, the upstream
+ *                  head; hostile framing refused (access.ts checkFraming)
  *   2. guards    — access control / WAF stages (`GatewayOptions.guards`), may reject
  *   3. route     — Host → environment, longest path prefix → service route
- *   4. pick      — round robin over the route's endpoints, skipping ejected ones
- *   5. exchange  — stream the request up and the response down; on a connection failure eject
- *                  the endpoint and retry once elsewhere (idempotent, bodiless, nothing sent yet)
- *   6. log       — one JSON line in the access log
+ *   4. admit     — the environment's access control (allow/deny, connections, rates, body size)
+ *   5. pick      — round robin or least outstanding, sticky cookie, skipping ejected and
+ *                  checked-down instances
+ *   6. exchange  — the head and body go up as they come, the answer comes down as it comes
+ *                  (chunk framing passed through, backpressure both ways); on a connection
+ *                  failure the instance is ejected and an idempotent bodiless request retried
+ *                  once elsewhere
+ *   7. log       — figures for /metrics and one JSON line in the access log
  *
- * The hot path is written to cost little CPU per request, since the gateway shares the
- * machine with the instances it serves: undici at its lowest level (`Pool.dispatch` with
- * the exchange as the handler, so no response stream or promise per request), no closures
- * or URL parsing per request (the response class carries its exchange, so the listeners
- * are shared functions), headers copied once into flat arrays, and the access line built
- * by hand (access-log.ts).
+ * Why not node:http and a client library: at the edge every request pays for two HTTP
+ * parsers and two sets of message objects and streams. Reading the bytes once, checking
+ * them strictly and writing them on costs a third of the CPU (bench/gateway.mjs; ADR 004),
+ * and the strictness is what refuses request smuggling.
  *
  * The gateway serves the routing table it was last given (also read back from its state
  * directory at start), so it keeps working while the control plane is down.
@@ -23,29 +26,34 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdirSync } from 'node:fs';
-import http from 'node:http';
-import type net from 'node:net';
+import { STATUS_CODES } from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
-import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import { Pool } from 'undici';
-import type { Dispatcher } from 'undici';
+import type tls from 'node:tls';
 import type { RoutingTable } from '@lanes/spec';
 import { AccessLog } from './access-log.js';
+import { checkFraming, EdgeAccess, isPlainHost, refuseAuthority } from './access.js';
+import type { Refusal } from './access.js';
 import { resolveLimits } from './config.js';
 import type { GatewayLimits } from './config.js';
+import { ClientConnection, RequestBody } from './connection.js';
+import type { ConnectionContext, RequestSink } from './connection.js';
+import { HealthChecker } from './checks.js';
+import { ChunkedDecoder, hasToken, parseContentLength, statusLine } from './http1.js';
+import type { RequestHead, ResponseHead } from './http1.js';
 import { silentLogger } from './logging.js';
 import type { Logger } from './logging.js';
-import { HealthChecker } from './checks.js';
 import { ACCESS_LOG_FILE, LatestWriter, readJsonFile, TABLE_FILE } from './persist.js';
-import { handleUpgrade } from './upgrade.js';
-import { applyHttpsPolicy, HttpsListener, NO_HTTPS } from './tls.js';
-import type { HttpsPolicy } from './tls.js';
-import { TcpRouter } from './tcp.js';
-import type { UpgradeContext } from './upgrade.js';
-import { BodyTooLargeError, checkFraming, EdgeAccess, isPlainHost, refuseAuthority } from './access.js';
 import { normalizeHost, routeTimeoutMs, RoutingState, stickyCookie, stickyInstance } from './routing.js';
 import type { EjectionEvent, Outcome, RouteMatch, Upstream } from './routing.js';
+import { TcpRouter } from './tcp.js';
+import { hstsOf, httpsRedirect, HttpsListener, NO_HTTPS } from './tls.js';
+import type { HttpsPolicy } from './tls.js';
+import { handleUpgrade } from './upgrade.js';
+import type { UpgradeContext } from './upgrade.js';
+import { BodyKind, Sweeper, UpstreamPool } from './upstream.js';
+import type { UpstreamConnection, UpstreamHandler } from './upstream.js';
 
 /** A guard's verdict that stops a request before routing. */
 export interface Rejection {
@@ -54,11 +62,22 @@ export interface Rejection {
   readonly message: string;
 }
 
+/** What a guard sees of a request: its head as sent, and the client's socket. */
+export interface GatewayRequest {
+  readonly method: string;
+  /** The request target as sent. */
+  readonly url: string;
+  readonly httpVersion: '1.0' | '1.1';
+  /** `[name, value, …]` as sent. */
+  readonly rawHeaders: readonly string[];
+  readonly socket: net.Socket;
+}
+
 /**
  * An access-control or WAF stage. Guards run in order before routing; the first that
  * returns a Rejection answers the request. They must be synchronous and cheap.
  */
-export type RequestGuard = (req: http.IncomingMessage) => Rejection | null;
+export type RequestGuard = (req: GatewayRequest) => Rejection | null;
 
 export interface GatewayOptions {
   /** Where the routing table, the access log and the ready file live. */
@@ -91,53 +110,10 @@ export interface GatewayOptions {
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
 /** Failures where no request reached the application: safe to eject and retry. */
-const CONNECTION_FAILURES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  // undici: the connection closed before a response (e.g. an idle keep-alive one the
-  // instance had just closed) or could not be opened in time.
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-]);
-const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
-
-/** The error's code, or its class name for those undici gives none (HTTPParserError). */
-function errorCode(err: Error): string {
-  return 'code' in err && typeof err.code === 'string' ? err.code : err.name;
-}
-
-/** The reason given to undici when the client went away; never reported. */
-class ClientClosedError extends Error {
-  readonly code = 'LANES_CLIENT_CLOSED';
-  constructor() {
-    super('client closed the connection');
-    this.name = 'ClientClosedError';
-  }
-}
-/**
- * Response headers not forwarded: hop-by-hop ones (RFC 9110 §7.6.1), and X-Request-Id,
- * which the gateway sets itself.
- */
-function isDroppedResponseHeader(name: string): boolean {
-  switch (name) {
-    case 'connection':
-    case 'keep-alive':
-    case 'proxy-connection':
-    case 'proxy-authenticate':
-    case 'te':
-    case 'trailer':
-    case 'transfer-encoding':
-    case 'upgrade':
-    case 'x-request-id':
-      return true;
-    default:
-      return false;
-  }
-}
+const CONNECTION_FAILURES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ETIMEDOUT', 'UPSTREAM_CLOSED', 'CONNECT_TIMEOUT']);
+/** Failures a connection that served before may show because the instance closed it while idle. */
+const STALE_FAILURES = new Set(['ECONNRESET', 'EPIPE', 'UPSTREAM_CLOSED']);
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
 /** Requests routed per service since the last `take` (the autoscaler's traffic report). */
 export class TrafficCounter {
@@ -162,40 +138,61 @@ interface ProxyContext {
   readonly edge: EdgeAccess;
   /** Where plain-HTTP requests of environments that ask for it are redirected (tls.ts). */
   readonly https: HttpsPolicy;
-  pool(upstream: Upstream): Pool;
+  pool(upstream: Upstream): UpstreamPool;
   done(): void;
 }
 
 /**
- * The server's response class. It carries its exchange so that the close and drain
- * listeners are two shared functions instead of two closures per request.
+ * Response headers not forwarded: hop-by-hop ones (RFC 9110 §7.6.1), and X-Request-Id,
+ * which the gateway sets itself. Checked by length first: most names are none of these.
  */
-export class GatewayResponse extends http.ServerResponse {
-  exchange: Exchange | null = null;
+function isDroppedResponseHeader(name: string): boolean {
+  switch (name.length) {
+    case 2:
+    case 7:
+    case 10:
+    case 12:
+    case 16:
+    case 17:
+    case 18:
+      switch (name.toLowerCase()) {
+        case 'connection':
+        case 'keep-alive':
+        case 'proxy-connection':
+        case 'proxy-authenticate':
+        case 'te':
+        case 'trailer':
+        case 'transfer-encoding':
+        case 'upgrade':
+        case 'x-request-id':
+          return true;
+        default:
+          return false;
+      }
+    default:
+      return false;
+  }
 }
 
-function onResponseClose(this: GatewayResponse): void {
-  this.exchange?.closed();
-}
-
-function onResponseDrain(this: GatewayResponse): void {
-  this.exchange?.drained();
+/** A head and the first body bytes as one buffer (one write instead of a gathered one). */
+function joinHead(head: string, data: Buffer): Buffer {
+  const n = head.length;
+  const out = Buffer.allocUnsafe(n + data.length);
+  out.write(head, 0, n, 'latin1');
+  data.copy(out, n);
+  return out;
 }
 
 /**
- * One client request and its upstream attempts. It is its own undici dispatch handler, so
- * a request costs this object, its header list and its dispatch options (built once for
- * every attempt), however many chunks it streams. (undici's older onConnect/onHeaders/…
- * handler form skips the controller and the parsed header object, but measured no
- * faster, and it is deprecated.)
+ * One client request and its upstream attempts: the client connection's sink for the
+ * request body, the upstream connection's handler for the answer, and what guards see.
  */
-class Exchange implements Dispatcher.DispatchHandler {
+class Exchange implements RequestSink, UpstreamHandler, GatewayRequest {
   readonly #ctx: ProxyContext;
-  readonly #req: http.IncomingMessage;
-  readonly #res: GatewayResponse;
+  readonly #conn: ClientConnection;
+  readonly #head: RequestHead;
   readonly #startMs = performance.now();
   #requestId = '';
-  #client = '';
   #host = '';
   #cookie = '';
   /** Set-Cookie pinning the client to the chosen instance (sticky routes), or null. */
@@ -205,89 +202,82 @@ class Exchange implements Dispatcher.DispatchHandler {
   /** The instance the client's sticky cookie names, if any. */
   #pinned: string | null = null;
   #path = '/';
-  #headers: string[] = [];
-  /** What undici sends upstream; the same object for a retry. */
-  #opts: Dispatcher.DispatchOptions | null = null;
-  #hasBody = false;
+  /** The head sent upstream (built once; the same for a retry). */
+  #upstreamHead = '';
+  #body = RequestBody.None;
+  #contentLength = 0;
+  #expectContinue = false;
   #match: RouteMatch | null = null;
+  #hsts: string | null = null;
   #upstream: Upstream | null = null;
-  #controller: Dispatcher.DispatchController | null = null;
-  /** The current attempt ended (completed or failed): nothing more to abort or report. */
-  #upstreamDone = false;
+  #pool: UpstreamPool | null = null;
+  #uconn: UpstreamConnection | null = null;
+  /** Body bytes received before the upstream connection was ready. */
+  #pending: Buffer[] | null = null;
+  #pendingBytes = 0;
+  /** Bytes of body already written upstream (a request whose body went out is never retried). */
+  #bodyWritten = 0;
+  #maxBodyBytes = Infinity;
+  #requestComplete = false;
   #retried = false;
+  #staleRetried = false;
   #clientGone = false;
   #responded = false;
-  #drainHooked = false;
+  #finished = false;
+  /** The answer is chunked and the client speaks HTTP/1.0: only the chunk data goes down. */
+  #dechunk: ChunkedDecoder | null = null;
   #status = 0;
   #bytes = 0;
+  /** The answer's head, held for the body bytes of the same read. */
+  #heldHead: string | null = null;
 
-  constructor(ctx: ProxyContext, req: http.IncomingMessage, res: GatewayResponse) {
+  constructor(ctx: ProxyContext, conn: ClientConnection, head: RequestHead) {
     this.#ctx = ctx;
-    this.#req = req;
-    this.#res = res;
+    this.#conn = conn;
+    this.#head = head;
   }
 
-  run(): void {
-    const res = this.#res;
-    res.exchange = this;
-    res.on('close', onResponseClose);
-    const badTarget = this.#prepare();
-    if (badTarget !== null) return typeof badTarget === 'string' ? this.#answer(400, badTarget) : this.#answer(badTarget.status, badTarget.message);
-
-    // Access control / WAF stages: the place for allow-lists, rate limits and rules.
-    const guards = this.#ctx.guards;
-    for (let i = 0; i < guards.length; i++) {
-      const guard = guards[i];
-      const rejection = guard === undefined ? null : guard(this.#req);
-      if (rejection !== null) return this.#answer(rejection.status, rejection.message);
-    }
-
-    const routing = this.#ctx.routing;
-    const match = routing.match(this.#host, this.#path);
-    if (match === null) {
-      const vhost = routing.lookupHost(this.#host);
-      if (vhost === null) return this.#answer(404, `no environment is served at host ${JSON.stringify(normalizeHost(this.#host))}`);
-      return this.#answer(404, `no route of ${vhost.tenant}/${vhost.environment} serves path ${JSON.stringify(pathOnly(this.#path))}`);
-    }
-    this.#match = match;
-    match.stats.requests++;
-    match.stats.inFlight++;
-    // Access control per environment (access.ts): allow/deny, connections, rates, body size.
-    const refused = this.#ctx.edge.admit(match.vhost, this.#client, this.#hasBody, this.#req, res);
-    if (refused !== null) return this.#answer(refused.status, refused.message);
-    if (applyHttpsPolicy(this.#ctx.https, match.vhost, this.#req, res, this.#path)) return this.#answer(308, 'this environment is served over HTTPS');
-    const pinned = this.#cookie === '' ? null : stickyInstance(match, this.#cookie);
-    this.#pinned = pinned;
-    const upstream = routing.pick(match, undefined, pinned);
-    if (upstream === null) {
-      return this.#answer(503, `no healthy instance of service ${JSON.stringify(match.route.service)} in ${match.vhost.tenant}/${match.vhost.environment}`);
-    }
-    this.#dispatch(upstream);
+  // GatewayRequest: what guards see.
+  get method(): string {
+    return this.#head.method;
+  }
+  get url(): string {
+    return this.#head.url;
+  }
+  get httpVersion(): '1.0' | '1.1' {
+    return this.#head.httpVersion;
+  }
+  get rawHeaders(): readonly string[] {
+    return this.#head.rawHeaders;
+  }
+  get socket(): net.Socket {
+    return this.#conn.socket;
   }
 
   /**
-   * One pass over the raw headers: finds Host, X-Request-Id, X-Forwarded-For and whether a
-   * body follows, and builds the upstream header list without hop-by-hop headers. Returns
-   * an error message when the request target is unusable, or a refusal of hostile framing.
+   * One pass over the head: finds Host, X-Request-Id, X-Forwarded-For, the cookie and the
+   * body framing, and builds the upstream head without hop-by-hop headers. Returns a
+   * refusal (the connection then closes) or null, after telling the connection how the body
+   * is framed.
    */
-  #prepare(): Rejection | string | null {
-    const req = this.#req;
-    const raw = req.rawHeaders;
+  prepare(): Refusal | null {
+    const head = this.#head;
+    const raw = head.rawHeaders;
     const out: string[] = [];
     let forwardedFor = '';
     let incomingId = '';
     let connectionTokens: string | null = null;
     let hostIndex = -1;
-    let lengthIndex = -1;
-    let chunked = false;
-    // Hostile framing (access.ts checkFraming): counted in the loop, decided after it.
+    let keepAlive = head.httpVersion === '1.1';
+    // Framing: counted in the loop, decided after it.
     let hosts = 0;
     let lengths = 0;
+    let badLength: string | null = null;
     let encodings = 0;
     let encoding = '';
     for (let i = 0; i + 1 < raw.length; i += 2) {
-      const name = raw[i] ?? '';
-      const value = raw[i + 1] ?? '';
+      const name = raw[i] as string;
+      const value = raw[i + 1] as string;
       switch (name.toLowerCase()) {
         case 'host':
           hosts++;
@@ -295,20 +285,26 @@ class Exchange implements Dispatcher.DispatchHandler {
           hostIndex = out.length;
           out.push(name, value);
           break;
-        case 'content-length':
+        case 'content-length': {
           lengths++;
-          if (value !== '0') this.#hasBody = true;
-          lengthIndex = out.length;
+          const n = parseContentLength(value);
+          if (n === null) badLength = value;
+          else this.#contentLength = n;
           out.push(name, value);
           break;
+        }
         case 'transfer-encoding':
           encodings++;
           encoding = value;
-          this.#hasBody = true;
-          chunked = true;
+          out.push(name, value);
           break;
         case 'connection':
-          if (value !== 'keep-alive' && value !== 'close') connectionTokens = connectionTokens === null ? value : `${connectionTokens},${value}`;
+          if (hasToken(value, 'close')) keepAlive = false;
+          else if (head.httpVersion === '1.0' && hasToken(value, 'keep-alive')) keepAlive = true;
+          if (value.length !== 5 && value.length !== 10) connectionTokens = connectionTokens === null ? value : `${connectionTokens},${value}`;
+          break;
+        case 'expect':
+          if (value.toLowerCase() === '100-continue') this.#expectContinue = true;
           break;
         case 'keep-alive':
         case 'proxy-connection':
@@ -316,7 +312,6 @@ class Exchange implements Dispatcher.DispatchHandler {
         case 'te':
         case 'trailer':
         case 'upgrade':
-        case 'expect':
         case 'x-forwarded-proto':
         case 'x-forwarded-host':
           break;
@@ -334,207 +329,299 @@ class Exchange implements Dispatcher.DispatchHandler {
           out.push(name, value);
       }
     }
-    if (hosts !== 1 || lengths > 1 || encodings !== 0 || !isPlainHost(this.#host)) {
-      const hostile = checkFraming(this.#res, req.httpVersion, hosts, this.#host, lengths, encodings, encoding);
-      if (hostile !== null) {
-        this.#client = req.socket.remoteAddress ?? '';
-        this.#requestId = randomUUID();
-        return hostile;
-      }
+    this.#requestId = REQUEST_ID_RE.test(incomingId) ? incomingId : randomUUID();
+    if (hosts !== 1 || lengths > 1 || encodings !== 0 || badLength !== null || !isPlainHost(this.#host)) {
+      const hostile = checkFraming(head.httpVersion, hosts, this.#host, lengths, badLength, encodings, encoding);
+      if (hostile !== null) return hostile;
     }
-    // Node decodes a chunked body; undici sends it up re-chunked, so a Content-Length
-    // beside it (which Node would have refused anyway) must not go.
-    if (chunked && lengthIndex >= 0) out.splice(lengthIndex, 2);
+    if (encodings === 1) this.#body = RequestBody.Chunked;
+    else if (this.#contentLength > 0) this.#body = RequestBody.Length;
     if (connectionTokens !== null) removeConnectionTokens(out, connectionTokens);
+    this.#conn.expectBody(this.#body, this.#contentLength, keepAlive);
 
-    let target = req.url ?? '/';
+    let target = head.url;
     if (target.charCodeAt(0) !== 47 /* / */) {
       // Absolute form (`GET http://host/path`): the URL's authority replaces Host.
-      if (!/^https?:\/\//i.test(target)) return `request target ${JSON.stringify(target.slice(0, 100))} is not a path`;
+      if (!/^https?:\/\//i.test(target)) return { status: 400, message: `request target ${JSON.stringify(target.slice(0, 100))} is not a path`, close: true };
       let url: URL;
       try {
         url = new URL(target);
       } catch {
-        return `request target ${JSON.stringify(target.slice(0, 100))} is not a valid URL`;
+        return { status: 400, message: `request target ${JSON.stringify(target.slice(0, 100))} is not a valid URL`, close: true };
       }
       target = `${url.pathname}${url.search}`;
       // A Host naming another authority: two parsers could disagree on the target (access.ts).
-      if (hostIndex >= 0 && normalizeHost(this.#host) !== normalizeHost(url.host)) return refuseAuthority(this.#res, url.host, this.#host);
+      if (hostIndex >= 0 && normalizeHost(this.#host) !== normalizeHost(url.host)) return refuseAuthority(url.host, this.#host);
       this.#host = url.host;
       if (hostIndex >= 0) out[hostIndex + 1] = url.host;
-      else out.push('host', url.host);
+      else out.push('Host', url.host);
     }
     this.#path = target;
-
-    this.#requestId = REQUEST_ID_RE.test(incomingId) ? incomingId : randomUUID();
-    // Read now: the socket is detached from the request once the response is done.
-    const client = req.socket.remoteAddress ?? '';
-    this.#client = client;
-    out.push(
-      'x-forwarded-for',
-      forwardedFor === '' ? client : `${forwardedFor}, ${client}`,
-      'x-forwarded-proto',
-      this.#secure() ? 'https' : 'http',
-      'x-forwarded-host',
-      this.#host,
-      'x-request-id',
-      this.#requestId,
-    );
-    this.#headers = out;
+    const client = this.#conn.remoteAddress;
+    let text = `${head.method} ${target} HTTP/1.1\r\n`;
+    for (let i = 0; i < out.length; i += 2) text += `${out[i] as string}: ${out[i + 1] as string}\r\n`;
+    this.#upstreamHead =
+      `${text}X-Forwarded-For: ${forwardedFor === '' ? client : `${forwardedFor}, ${client}`}\r\n` +
+      `X-Forwarded-Proto: ${this.#conn.secure ? 'https' : 'http'}\r\nX-Forwarded-Host: ${this.#host}\r\nX-Request-Id: ${this.#requestId}\r\n\r\n`;
     return null;
+  }
+
+  /** Routes, admits and sends the request on (the body bytes at hand were read without error). */
+  run(): void {
+    // Access control / WAF stages: the place for allow-lists, rate limits and rules.
+    const guards = this.#ctx.guards;
+    for (let i = 0; i < guards.length; i++) {
+      const guard = guards[i];
+      const rejection = guard === undefined ? null : guard(this);
+      if (rejection !== null) return this.#refuse(rejection);
+    }
+    const routing = this.#ctx.routing;
+    const match = routing.match(this.#host, this.#path);
+    if (match === null) {
+      const vhost = routing.lookupHost(this.#host);
+      if (vhost === null) return this.#answer(404, `no environment is served at host ${JSON.stringify(normalizeHost(this.#host))}`);
+      return this.#answer(404, `no route of ${vhost.tenant}/${vhost.environment} serves path ${JSON.stringify(pathOnly(this.#path))}`);
+    }
+    this.#match = match;
+    match.stats.requests++;
+    match.stats.inFlight++;
+    this.#hsts = hstsOf(match.vhost, this.#conn.secure);
+    // Access control per environment (access.ts): allow/deny, connections, rates, body size.
+    const edge = this.#ctx.edge;
+    const refused = edge.admit(match.vhost, this.#conn.remoteAddress, this.#conn.socket, this.#body === RequestBody.Chunked ? -1 : this.#contentLength);
+    if (refused !== null) return this.#refuse(refused);
+    if (this.#body === RequestBody.Chunked) {
+      this.#maxBodyBytes = edge.maxBodyBytes(match.vhost);
+      if (this.#conn.chunkedBytes > this.#maxBodyBytes) return this.#refuse(edge.bodyTooLarge(match.vhost));
+    }
+    const location = httpsRedirect(this.#ctx.https, match.vhost, this.#conn.secure, this.#path);
+    if (location !== null) return this.#answer(308, 'this environment is served over HTTPS', `location: ${location}\r\n`);
+    const pinned = this.#cookie === '' ? null : stickyInstance(match, this.#cookie);
+    this.#pinned = pinned;
+    const upstream = routing.pick(match, undefined, pinned);
+    if (upstream === null) {
+      return this.#answer(503, `no healthy instance of service ${JSON.stringify(match.route.service)} in ${match.vhost.tenant}/${match.vhost.environment}`);
+    }
+    if (this.#expectContinue && !this.#requestComplete && this.#pendingBytes === 0) this.#conn.write(CONTINUE);
+    this.#dispatch(upstream);
   }
 
   #dispatch(upstream: Upstream): void {
     this.#upstream = upstream;
-    this.#controller = null;
-    this.#upstreamDone = false;
     upstream.state.outstanding++;
     this.#counted = upstream;
     // Sticky route: (re)pin the client when it lands elsewhere than its cookie says.
     const match = this.#match;
-    this.#setCookie = match !== null && upstream.endpoint.instance !== this.#pinned ? stickyCookie(match, upstream, this.#secure()) : null;
-    const req = this.#req;
-    this.#opts ??= {
-      path: this.#path,
-      method: req.method ?? 'GET',
-      headers: this.#headers,
-      body: this.#hasBody ? this.#ctx.edge.body(req) : null, // access.ts: a chunked body counted against its limit
-      headersTimeout: this.#match === null ? null : routeTimeoutMs(this.#match),
-    };
-    // Errors (a destroyed pool, bad options) come back through onResponseError.
-    this.#ctx.pool(upstream).dispatch(this.#opts, this);
+    this.#setCookie = match !== null && upstream.endpoint.instance !== this.#pinned ? stickyCookie(match, upstream, this.#conn.secure) : null;
+    const pool = this.#ctx.pool(upstream);
+    this.#pool = pool;
+    pool.acquire(this);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.#controller = controller;
-    // The client left while the request waited for a connection.
-    if (this.#clientGone) controller.abort(new ClientClosedError());
+  // ---------------------------------------------------------------------------------------
+  // Upstream side
+
+  onUpstreamReady(conn: UpstreamConnection): void {
+    if (this.#clientGone || this.#finished) {
+      conn.release(true);
+      return;
+    }
+    this.#uconn = conn;
+    const pending = this.#pending;
+    if (pending === null) conn.write(this.#upstreamHead);
+    else {
+      // The head and the body bytes that came before the connection, in one write.
+      this.#pending = null;
+      const socket = conn.socket;
+      socket.cork();
+      conn.write(this.#upstreamHead);
+      for (const chunk of pending) conn.write(chunk);
+      socket.uncork();
+      this.#bodyWritten += this.#pendingBytes;
+      this.#pendingBytes = 0;
+    }
+    conn.expectResponse(this.#head.method === 'HEAD', (this.#match === null ? null : routeTimeoutMs(this.#match)) ?? this.#ctx.limits.upstreamHeadersTimeoutMs);
+    this.#conn.resumeReading();
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    // 1xx answers (103 Early Hints, 100 Continue) are not forwarded; the final one follows.
-    if (statusCode < 200) return;
-    this.#outcome(statusCode >= 500 ? 'failed' : 'ok');
+  onUpstreamDrain(): void {
+    this.#conn.resumeReading();
+  }
+
+  onResponseHead(_conn: UpstreamConnection, head: ResponseHead, body: BodyKind, more: boolean): void {
+    const status = head.status;
+    this.#outcome(status >= 500 ? 'failed' : 'ok');
     if (this.#clientGone) return;
+    const raw = head.rawHeaders;
     // Headers the Connection header names are hop-by-hop too (`keep-alive` and `close` are
     // the usual values and name nothing else worth a lookup).
     let named: string[] | null = null;
-    const connection = headers['connection'];
-    if (connection !== undefined) {
-      for (const value of typeof connection === 'string' ? [connection] : connection) {
-        for (const token of value.split(',')) {
-          const name = token.trim().toLowerCase();
-          if (name !== '' && name !== 'keep-alive' && name !== 'close') (named ??= []).push(name);
-        }
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i] as string;
+      if (name.length !== 10 || name.toLowerCase() !== 'connection') continue;
+      for (const token of (raw[i + 1] as string).split(',')) {
+        const t = token.trim().toLowerCase();
+        if (t !== '' && t !== 'keep-alive' && t !== 'close') (named ??= []).push(t);
       }
     }
-    // A flat [name, value, …] list: one copy, and writeHead takes it as it is (a value may
-    // be a list, as for Set-Cookie). undici gives the names in lower case.
-    const out: Array<string | string[]> = [];
-    for (const name in headers) {
-      const value = headers[name];
-      if (value === undefined || isDroppedResponseHeader(name) || (named !== null && named.includes(name))) continue;
-      out.push(name, value);
+    const client = this.#conn;
+    const oldClient = this.#head.httpVersion === '1.0';
+    // How the body reaches the client: as it came, or without its chunk framing for an
+    // HTTP/1.0 client, or until the connection closes.
+    if (body === BodyKind.Chunked && oldClient) this.#dechunk = new ChunkedDecoder();
+    if (body === BodyKind.Eof || this.#dechunk !== null || !this.#requestComplete) client.closeAfterAnswer();
+    let text = statusLine(status, STATUS_CODES);
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i] as string;
+      if (isDroppedResponseHeader(name) || (named !== null && named.includes(name.toLowerCase()))) continue;
+      text += `${name}: ${raw[i + 1] as string}\r\n`;
     }
-    out.push('x-request-id', this.#requestId);
-    const sticky = this.#setCookie;
-    if (sticky !== null) {
-      // One set-cookie entry holding the instance's cookies and ours: a second entry would
-      // replace the first wherever Node merges the list by name (setHeader on the response).
-      const theirs = headers['set-cookie'];
-      if (theirs === undefined) out.push('set-cookie', sticky);
-      else {
-        for (let i = 0; i < out.length; i += 2) {
-          if (out[i] === 'set-cookie') out[i + 1] = [...(typeof theirs === 'string' ? [theirs] : theirs), sticky];
-        }
-      }
-    }
-    try {
-      this.#res.writeHead(statusCode, out);
-    } catch (err) {
-      // The instance sent a header Node refuses to forward (e.g. a control character).
-      this.#ctx.log.warn({ requestId: this.#requestId, instance: this.#upstream?.endpoint.instance, err }, 'invalid upstream response header');
-      this.#upstreamDone = true;
-      controller.abort(err instanceof Error ? err : new Error(String(err)));
-      this.#answer(502, `${this.#serviceRef()} answered with an invalid header`);
-      return;
-    }
-    this.#status = statusCode;
+    text += `x-request-id: ${this.#requestId}\r\n`;
+    if (this.#setCookie !== null) text += `set-cookie: ${this.#setCookie}\r\n`;
+    if (this.#hsts !== null) text += `strict-transport-security: ${this.#hsts}\r\n`;
+    if (body === BodyKind.Chunked && this.#dechunk === null) text += 'transfer-encoding: chunked\r\n';
+    if (!client.willKeepAlive) text += 'connection: close\r\n';
+    else if (oldClient) text += 'connection: keep-alive\r\n';
+    this.#status = status;
     this.#responded = true;
+    text += '\r\n';
+    // With body bytes in the same read, the head waits for them: one write, one packet.
+    if (more && this.#dechunk === null) this.#heldHead = text;
+    else client.write(text);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(conn: UpstreamConnection, data: Buffer): void {
     if (this.#clientGone) return;
-    this.#bytes += chunk.length;
-    const res = this.#res;
-    if (res.write(chunk)) return;
-    // The client is slower than the instance: hold the upstream until it drains.
-    controller.pause();
-    if (!this.#drainHooked) {
-      this.#drainHooked = true;
-      res.on('drain', onResponseDrain);
+    const dechunk = this.#dechunk;
+    let ok = true;
+    if (dechunk !== null) {
+      const client = this.#conn;
+      dechunk.execute(data, 0, (buf, start, end) => {
+        this.#bytes += end - start;
+        ok = client.write(buf.subarray(start, end)) && ok;
+      });
+    } else {
+      this.#bytes = conn.bodyBytes;
+      const held = this.#heldHead;
+      if (held === null) ok = this.#conn.write(data);
+      else {
+        this.#heldHead = null;
+        ok = this.#conn.write(joinHead(held, data));
+      }
     }
+    // The client is slower than the instance: hold the instance until it drains.
+    if (!ok) conn.socket.pause();
   }
 
-  onResponseEnd(): void {
-    this.#upstreamDone = true;
-    this.#controller = null;
-    this.#release();
-    if (!this.#clientGone) this.#res.end();
+  onClientDrain(): void {
+    const u = this.#uconn;
+    if (u !== null) u.socket.resume();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
-    if (this.#upstreamDone) return;
-    this.#upstreamDone = true;
-    this.#controller = null;
-    this.#release();
-    if (this.#clientGone || err instanceof ClientClosedError) return;
-    // A chunked body over its limit (access.ts): the client's fault, not the instance's.
-    if (err instanceof BodyTooLargeError) return this.#answer(413, err.message);
-    const code = errorCode(err);
+  onResponseEnd(conn: UpstreamConnection): void {
+    this.#uconn = null;
+    if (this.#heldHead !== null && !this.#clientGone) this.#conn.write(this.#heldHead);
+    this.#heldHead = null;
+    this.#releaseCount();
+    conn.release(this.#requestComplete && this.#pending === null);
+    if (this.#clientGone) return;
+    this.#finish();
+    this.#conn.answered();
+  }
+
+  onUpstreamError(conn: UpstreamConnection | null, code: string, err: Error | null): void {
+    this.#uconn = null;
+    this.#releaseCount();
+    if (this.#clientGone || this.#finished) return;
     const upstream = this.#upstream;
     const log = this.#ctx.log;
-    if (!this.#responded) this.#outcome(CONNECTION_FAILURES.has(code) ? 'connect-failed' : 'failed');
     if (this.#responded) {
       // Bytes already went out: the only honest signal left is to cut the connection.
+      this.#outcome('failed');
       log.warn({ requestId: this.#requestId, instance: upstream?.endpoint.instance, code }, 'upstream failed mid-response');
-      this.#res.destroy();
+      this.#finish();
+      this.#conn.destroy();
       return;
     }
-    if (upstream !== null && CONNECTION_FAILURES.has(code)) {
+    const replayable = this.#bodyWritten === 0 && this.#body === RequestBody.None && IDEMPOTENT.has(this.#head.method);
+    // A kept-alive connection the instance closed while it was idle: not the instance's
+    // fault; the request goes again on a fresh connection to the same instance.
+    if (conn !== null && conn.reused && conn.responseBytes === 0 && STALE_FAILURES.has(code) && replayable && !this.#staleRetried && upstream !== null) {
+      this.#staleRetried = true;
+      this.#dispatch(upstream);
+      return;
+    }
+    const connectionFailure = CONNECTION_FAILURES.has(code) && (conn === null || conn.responseBytes === 0);
+    this.#outcome(connectionFailure ? 'connect-failed' : 'failed');
+    if (upstream !== null && connectionFailure) {
       log.warn({ instance: upstream.endpoint.instance, endpoint: upstream.key, code }, 'connection to instance failed');
       const match = this.#match;
-      if (!this.#retried && match !== null && !this.#hasBody && IDEMPOTENT.has(this.#req.method ?? '')) {
+      if (!this.#retried && match !== null && replayable) {
         this.#retried = true;
         const next = this.#ctx.routing.pick(match, upstream.key);
         if (next !== null) {
-          // A fresh tick: undici is still unwinding the failed attempt.
-          process.nextTick(retry, this, next);
+          this.#dispatch(next);
           return;
         }
       }
     }
-    if (TIMEOUTS.has(code)) {
-      const waitedMs =
-        code === 'UND_ERR_CONNECT_TIMEOUT'
-          ? this.#ctx.limits.upstreamConnectTimeoutMs
-          : code === 'UND_ERR_HEADERS_TIMEOUT'
-            ? ((this.#match === null ? null : routeTimeoutMs(this.#match)) ?? this.#ctx.limits.upstreamHeadersTimeoutMs)
-            : this.#ctx.limits.upstreamBodyTimeoutMs;
-      this.#answer(504, `${this.#serviceRef()} did not answer within ${waitedMs} ms`);
+    const limits = this.#ctx.limits;
+    switch (code) {
+      case 'CONNECT_TIMEOUT':
+        return this.#answer(504, `${this.#serviceRef()} did not answer within ${limits.upstreamConnectTimeoutMs} ms`);
+      case 'HEADERS_TIMEOUT':
+        return this.#answer(504, `${this.#serviceRef()} did not answer within ${(this.#match === null ? null : routeTimeoutMs(this.#match)) ?? limits.upstreamHeadersTimeoutMs} ms`);
+      case 'BODY_TIMEOUT':
+        return this.#answer(504, `${this.#serviceRef()} did not answer within ${limits.upstreamBodyTimeoutMs} ms`);
+      default:
+        if (!connectionFailure) log.warn({ requestId: this.#requestId, instance: upstream?.endpoint.instance, code, err }, 'upstream request failed');
+        return this.#answer(502, `${this.#serviceRef()} failed to answer (${code})`);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Client side
+
+  onRequestData(data: Buffer): void {
+    if (this.#finished) return;
+    if (this.#body === RequestBody.Chunked && this.#conn.chunkedBytes > this.#maxBodyBytes && this.#match !== null) {
+      this.#refuse(this.#ctx.edge.bodyTooLarge(this.#match.vhost));
       return;
     }
-    log.warn({ requestId: this.#requestId, instance: upstream?.endpoint.instance, code, err }, 'upstream request failed');
-    this.#answer(502, `${this.#serviceRef()} failed to answer (${code})`);
+    const u = this.#uconn;
+    if (u !== null) {
+      this.#bodyWritten += data.length;
+      if (!u.write(data)) this.#conn.pauseReading();
+      return;
+    }
+    (this.#pending ??= []).push(data);
+    this.#pendingBytes += data.length;
+    // The instance is not connected yet: hold a little, then stop reading.
+    if (this.#pendingBytes > 65_536) this.#conn.pauseReading();
   }
 
-  /** Answers with a gateway error, or cuts the connection when an answer already started. */
-  fail(status: number, message: string): void {
-    this.#answer(status, message);
+  onRequestEnd(): void {
+    this.#requestComplete = true;
   }
 
-  retry(next: Upstream): void {
-    if (!this.#clientGone) this.#dispatch(next);
+  onRequestError(status: number, message: string): void {
+    this.#refuse({ status, message, close: true });
+  }
+
+  onClientClose(): void {
+    if (this.#finished) return;
+    this.#clientGone = true;
+    this.#abortUpstream();
+    this.#finish();
+  }
+
+  /** Drops the upstream attempt in flight (the connection cannot be reused half-way). */
+  #abortUpstream(): void {
+    const u = this.#uconn;
+    this.#uconn = null;
+    if (u !== null) u.destroy();
+    else if (this.#pool !== null) this.#pool.cancel(this);
+    this.#releaseCount();
   }
 
   /** Tells outlier detection how the current attempt went. */
@@ -545,7 +632,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   /** The current attempt no longer counts as outstanding at its instance. */
-  #release(): void {
+  #releaseCount(): void {
     const up = this.#counted;
     if (up !== null) {
       up.state.outstanding--;
@@ -553,51 +640,48 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  /** Whether the client talks to the gateway over TLS. */
-  #secure(): boolean {
-    return (this.#req.socket as { encrypted?: boolean }).encrypted === true;
-  }
-
   #serviceRef(): string {
     const m = this.#match;
     return m === null ? 'the service' : `service ${JSON.stringify(m.route.service)} in ${m.vhost.tenant}/${m.vhost.environment}`;
   }
 
-  /** A gateway-made answer: plain text, one line. */
-  #answer(status: number, message: string): void {
-    const res = this.#res;
-    if (res.headersSent || this.#clientGone) {
-      res.destroy();
+  #refuse(r: Refusal): void {
+    if (r.close === true) this.#conn.closeAfterAnswer();
+    this.#answer(r.status, r.message, r.retryAfterS === undefined ? '' : `retry-after: ${r.retryAfterS}\r\n`);
+  }
+
+  /** A gateway-made answer: plain text, one line (or a cut connection when an answer already started). */
+  answer(status: number, message: string): void {
+    this.#answer(status, message);
+  }
+
+  #answer(status: number, message: string, extra = ''): void {
+    if (this.#finished) return;
+    this.#abortUpstream();
+    const conn = this.#conn;
+    if (this.#responded || this.#clientGone) {
+      this.#finish();
+      conn.destroy();
       return;
     }
-    const body = `${message}\n`;
+    const body = Buffer.from(`${message}\n`, 'utf8');
     this.#status = status;
-    this.#bytes = Buffer.byteLength(body);
-    res.writeHead(status, {
-      'content-type': 'text/plain; charset=utf-8',
-      'content-length': this.#bytes,
-      'cache-control': 'no-store',
-      'x-request-id': this.#requestId,
-    });
-    res.end(this.#req.method === 'HEAD' ? undefined : body);
+    this.#bytes = body.length;
+    // An answer before the whole body was read leaves the rest unread: the connection closes.
+    if (!this.#requestComplete) conn.closeAfterAnswer();
+    const hsts = this.#hsts === null ? '' : `strict-transport-security: ${this.#hsts}\r\n`;
+    const connection = conn.willKeepAlive ? (this.#head.httpVersion === '1.0' ? 'connection: keep-alive\r\n' : '') : 'connection: close\r\n';
+    const head = `${statusLine(status, STATUS_CODES)}content-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\ncache-control: no-store\r\nx-request-id: ${this.#requestId}\r\n${extra}${hsts}${connection}\r\n`;
+    conn.write(this.#head.method === 'HEAD' ? head : joinHead(head, body));
+    this.#finish();
+    conn.answered();
   }
 
-  /** The client caught up: let the paused upstream response flow again. */
-  drained(): void {
-    const c = this.#controller;
-    if (c !== null && c.paused) c.resume();
-  }
-
-  /** The response is over (sent, or the client went away): abort what is left and log. */
-  closed(): void {
-    const res = this.#res;
-    res.exchange = null;
-    if (!res.writableFinished) {
-      this.#clientGone = true;
-      if (!this.#upstreamDone && this.#controller !== null) this.#controller.abort(new ClientClosedError());
-    }
-    // Aborted while waiting for a connection: undici may never call back for it.
-    if (!this.#upstreamDone) this.#release();
+  /** The request is over (answered, or the client went away): figures and the access log. */
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#pending = null;
     const upstream = this.#upstream;
     const durationMs = performance.now() - this.#startMs;
     const match = this.#match;
@@ -607,9 +691,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     this.#ctx.access.write({
       requestId: this.#requestId,
-      client: this.#client,
+      client: this.#conn.remoteAddress,
       host: this.#host,
-      method: this.#req.method ?? '',
+      method: this.#head.method,
       path: pathOnly(this.#path),
       // 499: the client went away before the answer was complete (nginx's convention).
       status: this.#clientGone ? 499 : this.#status,
@@ -621,10 +705,6 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 }
 
-function retry(exchange: Exchange, next: Upstream): void {
-  exchange.retry(next);
-}
-
 function pathOnly(url: string): string {
   const q = url.indexOf('?');
   return q === -1 ? url : url.slice(0, q);
@@ -633,13 +713,22 @@ function pathOnly(url: string): string {
 /** Removes the headers a Connection header names (they are hop-by-hop by declaration). */
 function removeConnectionTokens(headers: string[], tokens: string): void {
   const names = new Set(tokens.split(',').map((t) => t.trim().toLowerCase()));
+  names.delete('keep-alive');
+  names.delete('close');
   for (let i = headers.length - 2; i >= 0; i -= 2) {
     if (names.has((headers[i] ?? '').toLowerCase())) headers.splice(i, 2);
   }
 }
 
+/** How often deadlines are checked: a quarter of the shortest timeout, within 10-250 ms. */
+function sweepIntervalMs(limits: GatewayLimits, table: RoutingTable | null): number {
+  let min = Math.min(limits.headersTimeoutMs, limits.keepAliveTimeoutMs, limits.upstreamConnectTimeoutMs, limits.upstreamHeadersTimeoutMs, limits.upstreamBodyTimeoutMs);
+  for (const h of table?.hosts ?? []) for (const r of h.routes) if (r.timeoutMs != null && r.timeoutMs < min) min = r.timeoutMs;
+  return Math.max(10, Math.min(250, Math.floor(min / 4)));
+}
+
 /**
- * The edge gateway: listener, routing state, upstream pools, access log and the persisted
+ * The edge gateway: listeners, routing state, upstream pools, access log and the persisted
  * table. `applyTable` is how a new table arrives (from the watch stream or a test).
  */
 export class Gateway {
@@ -652,18 +741,20 @@ export class Gateway {
   readonly #port: number;
   readonly #guards: readonly RequestGuard[];
   readonly #log: Logger;
-  readonly #pools = new Map<string, Pool>();
+  readonly #pools = new Map<string, UpstreamPool>();
   readonly #tableWriter: LatestWriter;
-  readonly #server: http.Server<typeof http.IncomingMessage, typeof GatewayResponse>;
+  readonly #server: net.Server;
   readonly #access = new AccessLog();
+  readonly #sweeper: Sweeper;
+  readonly #clients = new Set<ClientConnection>();
   #inFlight = 0;
   #onIdle: (() => void) | null = null;
   #url: string | null = null;
   #closing: Promise<void> | null = null;
   readonly #ctx: ProxyContext;
+  readonly #connCtx: ConnectionContext;
   readonly #checker: HealthChecker | null;
   readonly #persistTable: boolean;
-  #connections = 0;
   readonly #upgradeCtx: UpgradeContext;
   /** Access control per environment and connections per client (access.ts). */
   readonly edge: EdgeAccess;
@@ -687,6 +778,7 @@ export class Gateway {
     this.traffic = new TrafficCounter(this.routing);
     this.#persistTable = options.persistTable ?? true;
     this.edge = new EdgeAccess({ routing: this.routing, limits: this.limits, log });
+    this.#sweeper = new Sweeper(sweepIntervalMs(this.limits, null));
     this.#checker =
       options.activeChecks === false
         ? null
@@ -701,37 +793,16 @@ export class Gateway {
       this.#log.error({ err, file: TABLE_FILE }, 'routing table not persisted'),
     );
     const limits = this.limits;
-    this.#server = http.createServer(
-      {
-        headersTimeout: limits.headersTimeoutMs,
-        requestTimeout: limits.requestTimeoutMs,
-        keepAliveTimeout: limits.keepAliveTimeoutMs,
-        maxHeaderSize: limits.maxHeaderBytes,
-        // How often Node checks the two timeouts above; its 30 s default would stretch them.
-        connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
-        requireHostHeader: true,
-        noDelay: true,
-        ServerResponse: GatewayResponse,
-      },
-      (req, res) => this.#handle(req, res),
-    );
-    this.#server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    this.#server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.#accept(socket, false));
+    this.#server.maxConnections = limits.maxConnections;
     this.#upgradeCtx = {
       routing: this.routing,
       log: this.#log,
       connectTimeoutMs: limits.upstreamConnectTimeoutMs,
       idleTimeoutMs: limits.upgradeIdleTimeoutMs,
-      admit: (req, match) => this.edge.admitUpgrade(req, match),
+      admit: (client, socket, match) => this.edge.admitUpgrade(client, socket, match),
       tunnels: new Set(),
     };
-    // Connections per client (access.ts): counted when accepted, one too many closed at once.
-    this.#server.on('connection', (socket: net.Socket) => this.edge.onConnection(socket));
-    this.#server.on('connection', (socket: net.Socket) => {
-      this.#connections++;
-      socket.once('close', () => this.#connections--);
-    });
-    this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
-    this.#server.maxConnections = limits.maxConnections;
     this.#https =
       options.httpsPort === undefined
         ? null
@@ -741,9 +812,8 @@ export class Gateway {
             routing: this.routing,
             limits,
             log: this.#log,
-            handle: (req, res) => this.#handle(req, res),
+            onSecureConnection: (socket: tls.TLSSocket) => this.#accept(socket, true),
             onConnection: (socket) => this.edge.onConnection(socket),
-            onUpgrade: (req, socket, head) => this.handleUpgrade(req, socket, head),
           });
     this.#ctx = {
       routing: this.routing,
@@ -755,6 +825,15 @@ export class Gateway {
       https: this.#https ?? NO_HTTPS,
       pool: (upstream) => this.#pool(upstream),
       done: () => this.#requestDone(),
+    };
+    this.#connCtx = {
+      limits,
+      sweeper: this.#sweeper,
+      onRequest: (conn, head) => this.#request(conn, head),
+      startRequest: (sink) => this.#start(sink as Exchange),
+      onUpgrade: (conn, head, rest) => this.#upgrade(conn, head, rest),
+      refuse: (conn, status, message) => this.#refuseRaw(conn, status, message),
+      onClose: (conn) => this.#clients.delete(conn),
     };
   }
 
@@ -769,9 +848,9 @@ export class Gateway {
     return this.#https?.url ?? null;
   }
 
-  /** Client connections open on the HTTP listener. */
+  /** Client connections open (HTTP and HTTPS). */
   get connections(): number {
-    return this.#connections;
+    return this.#clients.size;
   }
 
   /** Requests being served right now. */
@@ -809,6 +888,7 @@ export class Gateway {
     this.#checker?.sync(this.routing.checkTargets());
     if (this.#persistTable) this.#tableWriter.write(JSON.stringify(table));
     this.#prunePools();
+    this.#sweeper.setInterval(sweepIntervalMs(this.limits, table));
     this.#log.info({ revision: table.revision, hosts: table.hosts.length }, 'routing table applied');
     return table;
   }
@@ -830,9 +910,10 @@ export class Gateway {
   async #close(graceMs: number): Promise<void> {
     const server = this.#server;
     const closed = server.listening ? once(server, 'close') : Promise.resolve([]);
-    const httpsClosed = this.#https?.close(graceMs, () => this.#inFlight > 0);
     if (server.listening) server.close();
-    server.closeIdleConnections();
+    const httpsClosed = this.#https?.close();
+    // Idle keep-alive connections close now; busy ones after their answer.
+    for (const c of [...this.#clients]) c.shutdown();
     if (this.#inFlight > 0) {
       const idle = new Promise<void>((resolve) => {
         this.#onIdle = resolve;
@@ -841,21 +922,19 @@ export class Gateway {
       const deadline = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, graceMs);
       });
-      // Keep-alive connections become idle as their responses finish; close them then.
-      const sweeper = setInterval(() => server.closeIdleConnections(), 50);
       await Promise.race([idle, deadline]);
       clearTimeout(timer);
-      clearInterval(sweeper);
       if (this.#inFlight > 0) this.#log.warn({ inFlight: this.#inFlight, graceMs }, 'shutdown grace over; cutting requests');
     }
-    server.closeAllConnections();
+    for (const c of [...this.#clients]) c.destroy();
+    for (const t of [...this.#upgradeCtx.tunnels]) t.destroy();
     this.#checker?.close();
     await closed;
     await httpsClosed;
     await this.tcp.close();
-    const pools = [...this.#pools.values()];
+    for (const pool of this.#pools.values()) pool.destroy();
     this.#pools.clear();
-    await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
+    this.#sweeper.close();
     await this.#tableWriter.idle();
     await this.#access.close();
     this.#log.info('gateway stopped');
@@ -869,20 +948,11 @@ export class Gateway {
       const table = this.routing.replace(saved);
       this.tcp.apply(table.tcp ?? []);
       this.#checker?.sync(this.routing.checkTargets());
+      this.#sweeper.setInterval(sweepIntervalMs(this.limits, table));
       this.#log.info({ revision: table.revision, hosts: table.hosts.length }, 'persisted routing table loaded');
     } catch (err) {
       // A broken file is not fatal: the watch stream brings a fresh table.
       this.#log.warn({ err, file }, 'persisted routing table ignored');
-    }
-  }
-
-  /** An Upgrade request (WebSocket): routed, then tunnelled to the instance. */
-  handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    try {
-      handleUpgrade(this.#upgradeCtx, req, socket, head);
-    } catch (err) {
-      this.#log.error({ err }, 'upgrade pipeline failed');
-      socket.destroy();
     }
   }
 
@@ -891,16 +961,59 @@ export class Gateway {
     this.routing.setCheckDown(key, down);
   }
 
-  #handle(req: http.IncomingMessage, res: GatewayResponse): void {
+  #accept(socket: net.Socket, secure: boolean): void {
+    // Connections per client (access.ts): counted when accepted, one too many closed at once.
+    if (!secure) this.edge.onConnection(socket);
+    if (socket.destroyed) return;
+    if (this.#closing !== null) {
+      socket.destroy();
+      return;
+    }
+    this.#clients.add(new ClientConnection(socket, secure, this.#connCtx));
+  }
+
+  #request(conn: ClientConnection, head: RequestHead): RequestSink | null {
     this.#inFlight++;
-    const exchange = new Exchange(this.#ctx, req, res);
+    const exchange = new Exchange(this.#ctx, conn, head);
+    let refusal: Refusal | null;
+    try {
+      refusal = exchange.prepare();
+    } catch (err) {
+      this.#log.error({ err }, 'request pipeline failed');
+      refusal = { status: 500, message: 'internal gateway error', close: true };
+    }
+    if (refusal === null) return exchange;
+    conn.closeAfterAnswer();
+    exchange.answer(refusal.status, refusal.message);
+    return null;
+  }
+
+  #start(exchange: Exchange): void {
     try {
       exchange.run();
     } catch (err) {
       // A bug (or a throwing guard) must cost one request, never the process.
-      this.#log.error({ err, req }, 'request pipeline failed');
-      exchange.fail(500, 'internal gateway error');
+      this.#log.error({ err }, 'request pipeline failed');
+      exchange.answer(500, 'internal gateway error');
     }
+  }
+
+  /** An Upgrade request (WebSocket): routed, then tunnelled to the instance. */
+  #upgrade(conn: ClientConnection, head: RequestHead, rest: Buffer): void {
+    try {
+      handleUpgrade(this.#upgradeCtx, head, conn.socket, rest, conn.secure, conn.remoteAddress);
+    } catch (err) {
+      this.#log.error({ err }, 'upgrade pipeline failed');
+      conn.socket.destroy();
+    }
+  }
+
+  /** The answer to a request that failed before the pipeline (malformed, too large, too slow). */
+  #refuseRaw(conn: ClientConnection, status: number, message: string): void {
+    const body = `${message}\n`;
+    conn.write(
+      `${statusLine(status, STATUS_CODES)}content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+    );
   }
 
   #requestDone(): void {
@@ -912,34 +1025,22 @@ export class Gateway {
     }
   }
 
-  #pool(upstream: Upstream): Pool {
+  #pool(upstream: Upstream): UpstreamPool {
     let pool = this.#pools.get(upstream.origin);
     if (pool === undefined) {
-      const l = this.limits;
-      pool = new Pool(upstream.origin, {
-        connections: l.upstreamConnections,
-        // One request per connection at a time: a slow answer never holds up another's.
-        pipelining: 1,
-        keepAliveTimeout: l.upstreamKeepAliveTimeoutMs,
-        // The instance's Keep-Alive hint may shorten the idle time, never lengthen it.
-        keepAliveMaxTimeout: l.upstreamKeepAliveTimeoutMs,
-        headersTimeout: l.upstreamHeadersTimeoutMs,
-        bodyTimeout: l.upstreamBodyTimeoutMs,
-        maxHeaderSize: l.maxHeaderBytes,
-        connect: { timeout: l.upstreamConnectTimeoutMs },
-      });
+      pool = new UpstreamPool(upstream.endpoint.address, upstream.endpoint.port, this.limits, this.#sweeper);
       this.#pools.set(upstream.origin, pool);
     }
     return pool;
   }
 
-  /** Closes (gracefully) the pools of endpoints the new table no longer has. */
+  /** Retires the pools of endpoints the new table no longer has (their requests finish). */
   #prunePools(): void {
     const keep = this.routing.origins();
     for (const [origin, pool] of this.#pools) {
       if (keep.has(origin)) continue;
       this.#pools.delete(origin);
-      pool.close().catch((err: unknown) => this.#log.debug({ err, origin }, 'upstream pool close failed'));
+      pool.retire();
     }
   }
 }

@@ -12,19 +12,16 @@
  * - Limits: the handshake must finish within `tlsHandshakeTimeoutMs`; session tickets
  *   live 5 minutes and their keys are replaced every hour (forward secrecy); Node allows
  *   a client 3 renegotiations per 10 minutes (TLS 1.2); plus every limit of the HTTP
- *   listener (header and request time, header size, connections).
+ *   listener (header and request time, header size, connections): a finished handshake
+ *   hands the socket to the same engine (connection.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import http from 'node:http';
-import https from 'node:https';
 import type net from 'node:net';
-import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { RoutingTable, VirtualHost } from '@lanes/spec';
 import type { GatewayLimits } from './config.js';
 import type { Logger } from './logging.js';
-import { GatewayResponse } from './proxy.js';
 import type { RoutingState } from './routing.js';
 
 /** How long a TLS session (ticket) may be resumed, in seconds. */
@@ -32,48 +29,6 @@ export const TLS_SESSION_TIMEOUT_S = 300;
 /** How often the session-ticket keys are replaced. */
 const TICKET_KEY_ROTATION_MS = 3_600_000;
 const MIN_VERSION = 'TLSv1.2';
-
-/** A response of the HTTPS listener: it can carry Strict-Transport-Security. */
-export type TlsResponse = GatewayResponse & { hsts: string | null };
-type TlsResponseClass = typeof GatewayResponse & (new (req: http.IncomingMessage) => TlsResponse);
-let tlsResponse: TlsResponseClass | null = null;
-
-/**
- * The response class of the HTTPS listener: adds Strict-Transport-Security to whatever
- * the pipeline answers when the environment asks for it, by adding it to the header list
- * the pipeline hands to writeHead (a setHeader would switch Node to merging headers one
- * by one, where two Set-Cookie entries of the list would overwrite each other). Made on
- * first use: proxy.ts and this module import each other, so GatewayResponse is not there
- * yet while this module loads.
- */
-function tlsResponseClass(): TlsResponseClass {
-  if (tlsResponse !== null) return tlsResponse;
-  class HstsResponse extends GatewayResponse {
-    /** The Strict-Transport-Security value, set by `applyHttpsPolicy`; null: none. */
-    hsts: string | null = null;
-
-    override writeHead(
-      statusCode: number,
-      messageOrHeaders?: string | http.OutgoingHttpHeaders | http.OutgoingHttpHeader[],
-      headers?: http.OutgoingHttpHeaders | http.OutgoingHttpHeader[],
-    ): this {
-      const hsts = this.hsts;
-      if (typeof messageOrHeaders === 'string') return super.writeHead(statusCode, messageOrHeaders, hsts === null ? headers : withHsts(headers, hsts));
-      return super.writeHead(statusCode, hsts === null ? messageOrHeaders : withHsts(messageOrHeaders, hsts));
-    }
-  }
-  tlsResponse = HstsResponse;
-  return tlsResponse;
-}
-
-function withHsts(headers: http.OutgoingHttpHeaders | http.OutgoingHttpHeader[] | undefined, value: string): http.OutgoingHttpHeaders | http.OutgoingHttpHeader[] {
-  if (headers === undefined) return ['strict-transport-security', value];
-  if (Array.isArray(headers)) {
-    headers.push('strict-transport-security', value);
-    return headers;
-  }
-  return { ...headers, 'strict-transport-security': value };
-}
 
 /** What the request pipeline needs to know about HTTPS: where plain-HTTP requests are redirected. */
 export interface HttpsPolicy {
@@ -96,31 +51,24 @@ function hstsValue(maxAgeS: number): string {
 }
 
 /**
- * The environment's HTTPS policy for one routed request. Over plain HTTP with
- * `edge.httpsRedirect` (and a certificate for the host and an HTTPS listener to send the
- * client to): sets Location to the same host and target on the HTTPS port and answers
- * true — the caller answers 308, which keeps the method and body. Over HTTPS with
- * `edge.hstsMaxAgeS`: marks the response for Strict-Transport-Security and answers false.
+ * Where a plain-HTTP request of an environment with `edge.httpsRedirect` goes: the same
+ * host and target on the HTTPS port (answered 308, which keeps the method and body). Null
+ * when there is no redirect: over HTTPS already, not asked for, or no certificate or
+ * HTTPS listener to send the client to.
  */
-export function applyHttpsPolicy(policy: HttpsPolicy, vhost: VirtualHost, req: http.IncomingMessage, res: http.ServerResponse, target: string): boolean {
+export function httpsRedirect(policy: HttpsPolicy, vhost: VirtualHost, secure: boolean, target: string): string | null {
   const edge = vhost.edge;
-  if (edge === undefined) return false;
-  if (isEncrypted(req)) {
-    if (edge.hstsMaxAgeS !== null && isTlsResponse(res)) res.hsts = hstsValue(edge.hstsMaxAgeS);
-    return false;
-  }
+  if (secure || edge === undefined || !edge.httpsRedirect) return null;
   const port = policy.redirectPort;
-  if (!edge.httpsRedirect || port === null || vhost.tls == null) return false;
-  res.setHeader('location', `https://${vhost.host}${port === 443 ? '' : `:${port}`}${target}`);
-  return true;
+  if (port === null || vhost.tls == null) return null;
+  return `https://${vhost.host}${port === 443 ? '' : `:${port}`}${target}`;
 }
 
-function isTlsResponse(res: http.ServerResponse): res is TlsResponse {
-  return tlsResponse !== null && res instanceof tlsResponse;
-}
-
-function isEncrypted(req: http.IncomingMessage): boolean {
-  return (req.socket as { encrypted?: boolean }).encrypted === true;
+/** The Strict-Transport-Security value of an answer over HTTPS, when the environment asks for it. */
+export function hstsOf(vhost: VirtualHost, secure: boolean): string | null {
+  if (!secure) return null;
+  const maxAge = vhost.edge?.hstsMaxAgeS ?? null;
+  return maxAge === null ? null : hstsValue(maxAge);
 }
 
 interface CachedContext {
@@ -137,17 +85,15 @@ export interface HttpsListenerOptions {
   readonly routing: RoutingState;
   readonly limits: GatewayLimits;
   readonly log: Logger;
-  /** The request pipeline (the same as the HTTP listener's). */
-  readonly handle: (req: http.IncomingMessage, res: TlsResponse) => void;
-  /** Connection accounting (connections per client). */
+  /** A connection finished its handshake: the same engine as the HTTP listener's takes it. */
+  readonly onSecureConnection: (socket: tls.TLSSocket) => void;
+  /** Connection accounting (connections per client), when a connection is accepted. */
   readonly onConnection?: (socket: net.Socket) => void;
-  /** WebSocket upgrades (wss). */
-  readonly onUpgrade?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 }
 
 /** The HTTPS listener of a Gateway. */
 export class HttpsListener implements HttpsPolicy {
-  readonly server: https.Server<typeof http.IncomingMessage, TlsResponseClass>;
+  readonly server: tls.Server;
   readonly #opts: HttpsListenerOptions;
   readonly #log: Logger;
   #contexts = new Map<string, CachedContext>();
@@ -161,28 +107,20 @@ export class HttpsListener implements HttpsPolicy {
     this.#opts = opts;
     this.#log = opts.log;
     const limits = opts.limits;
-    this.server = https.createServer<typeof http.IncomingMessage, TlsResponseClass>(
+    this.server = tls.createServer(
       {
         minVersion: MIN_VERSION,
         SNICallback: (servername, cb) => this.#sni(servername, cb),
         ALPNProtocols: ['http/1.1'],
         handshakeTimeout: limits.tlsHandshakeTimeoutMs,
         sessionTimeout: TLS_SESSION_TIMEOUT_S,
-        headersTimeout: limits.headersTimeoutMs,
-        requestTimeout: limits.requestTimeoutMs,
-        keepAliveTimeout: limits.keepAliveTimeoutMs,
-        maxHeaderSize: limits.maxHeaderBytes,
-        connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
-        requireHostHeader: true,
+        allowHalfOpen: true,
         noDelay: true,
-        ServerResponse: tlsResponseClass(),
       },
-      (req, res) => opts.handle(req, res),
+      (socket) => opts.onSecureConnection(socket),
     );
-    this.server.keepAliveTimeout = limits.keepAliveTimeoutMs;
     this.server.maxConnections = limits.maxConnections;
     if (opts.onConnection !== undefined) this.server.on('connection', opts.onConnection);
-    if (opts.onUpgrade !== undefined) this.server.on('upgrade', opts.onUpgrade);
     this.server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
       this.#log.debug({ client: socket.remoteAddress, code: 'code' in err ? err.code : undefined, err }, 'TLS handshake failed');
       socket.destroy();
@@ -212,22 +150,13 @@ export class HttpsListener implements HttpsPolicy {
     return this.#url;
   }
 
-  /**
-   * Stops accepting, closes idle keep-alive connections as their requests finish (while
-   * `busy()` says requests are in flight, up to `graceMs`), then cuts what is left.
-   */
-  async close(graceMs: number, busy: () => boolean): Promise<void> {
+  /** Stops accepting; the gateway closes the connections (its own bookkeeping holds them). */
+  async close(): Promise<void> {
     if (this.#ticketTimer !== null) clearInterval(this.#ticketTimer);
     const server = this.server;
-    const closed = server.listening ? once(server, 'close') : Promise.resolve([]);
-    if (server.listening) server.close();
-    server.closeIdleConnections();
-    const deadline = Date.now() + graceMs;
-    while (busy() && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      server.closeIdleConnections();
-    }
-    server.closeAllConnections();
+    if (!server.listening) return;
+    const closed = once(server, 'close');
+    server.close();
     await closed;
   }
 

@@ -7,8 +7,8 @@
  * untouched. The tunnel is bounded by an idle timeout and closed when either side ends.
  */
 import net from 'node:net';
-import type http from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { RequestHead } from './http1.js';
 import type { Logger } from './logging.js';
 import type { RouteMatch, RoutingState, Upstream } from './routing.js';
 import { isPlainHost } from './access.js';
@@ -20,7 +20,7 @@ export interface UpgradeContext {
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
   /** Access control for the matched host, as for plain requests; a message refuses. */
-  readonly admit?: (req: http.IncomingMessage, match: RouteMatch) => { status: number; message: string } | null;
+  readonly admit?: (client: string, socket: net.Socket, match: RouteMatch) => { status: number; message: string } | null;
   /** Open tunnels (both sockets), so that a closing gateway can cut them. */
   readonly tunnels: Set<Duplex>;
 }
@@ -35,10 +35,21 @@ function refuse(socket: Duplex, status: number, reason: string, message: string)
 
 const REASONS: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 502: 'Bad Gateway', 503: 'Service Unavailable' };
 
-export function handleUpgrade(ctx: UpgradeContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+/** One header's value (the first), or ''. */
+function headerOf(req: RequestHead, lower: string): string {
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === lower) return raw[i + 1] as string;
+  return '';
+}
+
+/**
+ * An Upgrade request (the client connection hands its socket over, with the bytes that
+ * followed the head): routed, admitted, then tunnelled to the instance.
+ */
+export function handleUpgrade(ctx: UpgradeContext, req: RequestHead, socket: net.Socket, head: Buffer, secure: boolean, client: string): void {
   socket.on('error', () => undefined);
-  const host = req.headers.host ?? '';
-  const url = req.url ?? '/';
+  const host = headerOf(req, 'host');
+  const url = req.url;
   if (url.charCodeAt(0) !== 47) return refuse(socket, 400, 'Bad Request', 'an upgrade request needs a path as its target');
   // Smuggling guard, as for plain requests (access.ts checkFraming): one plain Host, and no
   // body — an upgrade handshake has none, and bytes after the head belong to the tunnel.
@@ -54,9 +65,9 @@ export function handleUpgrade(ctx: UpgradeContext, req: http.IncomingMessage, so
   if (framed) return refuse(socket, 400, 'Bad Request', 'an upgrade request cannot have a body');
   const match = ctx.routing.match(host, url);
   if (match === null) return refuse(socket, 404, 'Not Found', `no route serves ${JSON.stringify(normalizeHost(host))} ${JSON.stringify(url.split('?')[0])}`);
-  const refusal = ctx.admit?.(req, match) ?? null;
+  const refusal = ctx.admit?.(client, socket, match) ?? null;
   if (refusal !== null) return refuse(socket, refusal.status, REASONS[refusal.status] ?? 'Refused', refusal.message);
-  const cookie = req.headers.cookie ?? '';
+  const cookie = headerOf(req, 'cookie');
   const pinned = cookie === '' ? null : stickyInstance(match, cookie);
   const up = ctx.routing.pick(match, undefined, pinned);
   if (up === null) return refuse(socket, 503, 'Service Unavailable', `no healthy instance of service ${JSON.stringify(match.route.service)}`);
@@ -70,21 +81,23 @@ export function handleUpgrade(ctx: UpgradeContext, req: http.IncomingMessage, so
     match.stats.inFlight--;
     match.stats.record(status, performance.now() - started);
   };
-  tunnel(ctx, req, socket, head, match, up, up.endpoint.instance !== pinned ? stickyCookie(match, up, (req.socket as { encrypted?: boolean }).encrypted === true) : null, finish);
+  tunnel(ctx, req, socket, head, match, up, up.endpoint.instance !== pinned ? stickyCookie(match, up, secure) : null, finish, secure, client, host);
 }
 
 function tunnel(
   ctx: UpgradeContext,
-  req: http.IncomingMessage,
+  req: RequestHead,
   client: Duplex,
   head: Buffer,
   match: RouteMatch,
   up: Upstream,
   setCookie: string | null,
   finish: (status: number) => void,
+  secure: boolean,
+  remote: string,
+  host: string,
 ): void {
-  const remote = req.socket.remoteAddress ?? '';
-  const lines = [`${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1`];
+  const lines = [`${req.method} ${req.url} HTTP/1.1`];
   const raw = req.rawHeaders;
   let forwardedFor = '';
   for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -97,10 +110,10 @@ function tunnel(
   }
   lines.push(
     'Connection: Upgrade',
-    `Upgrade: ${req.headers.upgrade ?? 'websocket'}`,
+    `Upgrade: ${headerOf(req, 'upgrade') || 'websocket'}`,
     `X-Forwarded-For: ${forwardedFor === '' ? remote : `${forwardedFor}, ${remote}`}`,
-    `X-Forwarded-Proto: ${(req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http'}`,
-    `X-Forwarded-Host: ${req.headers.host ?? ''}`,
+    `X-Forwarded-Proto: ${secure ? 'https' : 'http'}`,
+    `X-Forwarded-Host: ${host}`,
   );
   const upstream = net.connect({ host: up.endpoint.address, port: up.endpoint.port });
   upstream.setNoDelay(true);
