@@ -7,44 +7,13 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { tempDir } from '@lanes/testkit';
-import { startUpstream, table, vhost } from './harness.js';
+import { gatewayServing, rawRequest, startUpstream } from './harness.js';
 import type { TestUpstream } from './harness.js';
-import { Gateway } from './proxy.js';
+import type { Gateway } from './proxy.js';
 
 const HOST = 'prod.acme.lanes.test';
 
-/** Sends `parts` on one connection and collects everything until the gateway closes it or `waitMs` passes. */
-function exchange(port: number, parts: readonly string[], opts: { waitMs?: number; gapMs?: number; until?: (text: string) => boolean } = {}): Promise<{ text: string; closed: boolean }> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    let done = false;
-    const finish = (closed: boolean): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve({ text: Buffer.concat(chunks).toString('latin1'), closed });
-    };
-    const timer = setTimeout(() => finish(false), opts.waitMs ?? 5_000);
-    socket.on('data', (d: Buffer) => {
-      chunks.push(d);
-      if (opts.until?.(Buffer.concat(chunks).toString('latin1')) === true) finish(false);
-    });
-    socket.on('close', () => finish(true));
-    socket.on('error', () => undefined);
-    socket.on('connect', () => {
-      let i = 0;
-      const next = (): void => {
-        if (done || i >= parts.length) return;
-        socket.write(parts[i++] as string);
-        if (i < parts.length) setTimeout(next, opts.gapMs ?? 0);
-      };
-      next();
-    });
-  });
-}
+const exchange = (port: number, parts: readonly string[], opts: { waitMs?: number; gapMs?: number; until?: (text: string) => boolean } = {}) => rawRequest(port, parts, { waitMs: 5_000, ...opts });
 
 const count = (text: string, re: RegExp): number => (text.match(re) ?? []).length;
 
@@ -72,10 +41,7 @@ describe('HTTP engine', () => {
         res.end(text);
       });
     });
-    gw = new Gateway({ stateDir: await tempDir('lanes-gw-'), limits: { keepAliveTimeoutMs: 1_000 } });
-    await gw.start();
-    gw.applyTable(table(1, [vhost(HOST, [{ endpoints: [up.endpoint] }])]));
-    port = Number(new URL(gw.url).port);
+    ({ gw, port } = await gatewayServing(HOST, [up.endpoint], { limits: { keepAliveTimeoutMs: 1_000 } }));
   });
   after(async () => {
     await gw?.close(100);

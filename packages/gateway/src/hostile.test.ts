@@ -6,60 +6,14 @@
  * the rest (access.ts checkFraming).
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { tempDir } from '@lanes/testkit';
-import { startUpstream, table, vhost } from './harness.js';
+import { gatewayServing, rawRequest, startUpstream, table, vhost } from './harness.js';
 import type { TestUpstream } from './harness.js';
 import { Gateway } from './proxy.js';
 import type { GatewayOptions } from './proxy.js';
 
 const HOST = 'prod.acme.lanes.test';
-
-interface RawAnswer {
-  /** Everything the gateway sent, as latin1. */
-  readonly text: string;
-  /** The gateway closed the connection (rather than the test giving up waiting). */
-  readonly closed: boolean;
-  /** The status of the first response, or 0 when none came. */
-  readonly status: number;
-}
-
-/**
- * Opens a connection, writes `parts` (with `gapMs` between them) and collects the answer
- * until the gateway closes the connection or `waitMs` passes.
- */
-function rawRequest(port: number, parts: readonly (string | Buffer)[], opts: { gapMs?: number; waitMs?: number } = {}): Promise<RawAnswer> {
-  const waitMs = opts.waitMs ?? 10_000;
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    let done = false;
-    const finish = (closed: boolean): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.destroy();
-      const text = Buffer.concat(chunks).toString('latin1');
-      const m = /^HTTP\/1\.1 (\d{3})/.exec(text);
-      resolve({ text, closed, status: m ? Number(m[1]) : 0 });
-    };
-    const timer = setTimeout(() => finish(false), waitMs);
-    socket.on('data', (d: Buffer) => chunks.push(d));
-    socket.on('close', () => finish(true));
-    socket.on('error', () => undefined);
-    socket.on('connect', () => {
-      let i = 0;
-      const next = (): void => {
-        if (done || i >= parts.length) return;
-        const part = parts[i++];
-        if (part !== undefined && !socket.destroyed) socket.write(part);
-        if (i < parts.length) setTimeout(next, opts.gapMs ?? 0);
-      };
-      next();
-    });
-  });
-}
 
 describe('hostile HTTP', () => {
   let gw: Gateway;
@@ -191,10 +145,7 @@ describe('slow clients (slow-loris)', () => {
 
   before(async () => {
     up = await startUpstream('web');
-    gw = new Gateway({ stateDir: await tempDir('lanes-gw-'), limits: { headersTimeoutMs: 1_000, requestTimeoutMs: 2_000, keepAliveTimeoutMs: 1_000 } });
-    await gw.start();
-    gw.applyTable(table(1, [vhost(HOST, [{ endpoints: [up.endpoint] }])]));
-    port = Number(new URL(gw.url).port);
+    ({ gw, port } = await gatewayServing(HOST, [up.endpoint], { limits: { headersTimeoutMs: 1_000, requestTimeoutMs: 2_000, keepAliveTimeoutMs: 1_000 } }));
   });
   after(async () => {
     await gw?.close(100);
