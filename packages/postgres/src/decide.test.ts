@@ -372,6 +372,17 @@ describe('decide: the standby', () => {
     assert.equal(d.reason, "promoted b: a's lease expired, b was its synchronous standby, arbiter agreed to term 4");
   });
 
+  it('says so when the previous primary handed its term over', () => {
+    const d = decide(
+      standby({
+        voter: { term: 4, holder: 'b', promiseUntilMs: 8_000, syncStandby: null },
+        leaseUntilMs: 7_000,
+        election: { term: 4, previousHolder: 'a', grantedBy: ['a', 'arbiter'], previousReleased: true },
+      }),
+    );
+    assert.equal(d.reason, 'promoted b: a handed over its term, b was its synchronous standby, a and arbiter agreed to term 4');
+  });
+
   it('does not promote once the lease it won has expired', () => {
     const d = decide(standby({ voter: { term: 4, holder: 'b', promiseUntilMs: 0, syncStandby: null }, leaseUntilMs: 4_000 }));
     assert.equal(d.action.kind, 'wait');

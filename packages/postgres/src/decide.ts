@@ -152,6 +152,8 @@ export interface ElectionWon {
   readonly previousHolder: string | null;
   /** The peers that granted it. */
   readonly grantedBy: readonly string[];
+  /** The previous holder released its term (a switchover) rather than letting it expire. */
+  readonly previousReleased?: boolean;
 }
 
 export interface MemberObservation {
@@ -290,7 +292,7 @@ function decideAsPrimary(o: MemberObservation): Decision {
       const e = o.election;
       const how =
         e !== null && e.term === voter.term
-          ? `${e.previousHolder ?? 'the previous primary'}'s lease expired, ${self} was its synchronous standby, ${e.grantedBy.length > 0 ? e.grantedBy.join(' and ') : 'nobody else'} agreed to term ${e.term}`
+          ? `${e.previousReleased === true ? `${e.previousHolder ?? 'the previous primary'} handed over its term` : `${e.previousHolder ?? 'the previous primary'}'s lease expired`}, ${self} was its synchronous standby, ${e.grantedBy.length > 0 ? e.grantedBy.join(' and ') : 'nobody else'} agreed to term ${e.term}`
           : `it holds term ${voter.term}`;
       return { action: { kind: 'promote' }, reason: `promoted ${self}: ${how}` };
     }
@@ -315,11 +317,12 @@ function decideSync(o: MemberObservation, until: number): Decision {
       return { action: WAIT, reason: `${self} is ${held}, ${standby} synchronous` };
     }
     const missingMs = o.syncMissingSinceMs === null ? 0 : o.nowMs - o.syncMissingSinceMs;
+    const how = replica === undefined ? 'not connected' : replica.state === 'streaming' ? `streaming but ${replica.syncState}` : replica.state;
     if (missingMs < o.syncGraceMs) {
-      return { action: WAIT, reason: `${self} is ${held}; its synchronous standby ${standby} is ${replica ? replica.state : 'not connected'} for ${ms(missingMs)}, commits wait for it` };
+      return { action: WAIT, reason: `${self} is ${held}; its synchronous standby ${standby} is ${how} for ${ms(missingMs)}, commits wait for it` };
     }
     if (o.syncClaim !== null) {
-      return { action: { kind: 'unclaim_sync', standby }, reason: `${self} records that it has no synchronous standby: ${standby} has been ${replica ? replica.state : 'disconnected'} for ${ms(missingMs)}` };
+      return { action: { kind: 'unclaim_sync', standby }, reason: `${self} records that it has no synchronous standby: ${standby} has been ${replica === undefined ? 'disconnected' : how} for ${ms(missingMs)}` };
     }
     if (o.syncClaimGranted) {
       return { action: { kind: 'drop_sync', standby }, reason: `${self} acknowledges writes without ${standby}: a peer recorded that ${standby} is no longer synchronous, so it can never be promoted` };
