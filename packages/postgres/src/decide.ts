@@ -286,7 +286,10 @@ function decideAsPrimary(o: MemberObservation): Decision {
       if (voter.term === 1) return { action: { kind: 'initdb' }, reason: `${self} creates the cluster: it holds the first term` };
       return { action: WAIT, reason: `${self} holds term ${voter.term} but has no data; an operator must restore it` };
     case 'stopped':
-      if (o.dataWasPrimary) return { action: { kind: 'start_primary' }, reason: `${self} starts PostgreSQL as primary: it holds term ${voter.term} for another ${ms(until - o.nowMs)}` };
+      if (o.dataWasPrimary) {
+        const left = Number.isFinite(until) ? ` for another ${ms(until - o.nowMs)}` : '';
+        return { action: { kind: 'start_primary' }, reason: `${self} starts PostgreSQL as primary: it holds term ${voter.term}${left}` };
+      }
       return { action: { kind: 'start_standby', upstream: null }, reason: `${self} starts PostgreSQL in recovery to promote it: it holds term ${voter.term}` };
     case 'standby': {
       const e = o.election;
@@ -304,7 +307,8 @@ function decideAsPrimary(o: MemberObservation): Decision {
 /** The primary's synchronous standby: name it once it streams, claim it once sync, let it go when missing. */
 function decideSync(o: MemberObservation, until: number): Decision {
   const { self, voter } = o;
-  const held = `primary of term ${voter.term}, lease valid for another ${ms(until - o.nowMs)}`;
+  // A single member's lease never runs out (there is nobody to take over).
+  const held = `primary of term ${voter.term}${Number.isFinite(until) ? `, lease valid for another ${ms(until - o.nowMs)}` : ''}`;
   const others = o.members.filter((m) => m !== self);
   if (others.length === 0) return { action: WAIT, reason: `${self} is ${held}, a single member` };
 

@@ -10,3 +10,17 @@ export { parseArbiterConfig, parseKeeperConfig, parsePeer, type ArbiterConfig, t
 export { renderPgHba, renderPostgresqlConf, type PgHbaInput, type PostgresConfInput } from './pgconf.js';
 export { createLogger, type Logger, type LogLevel } from './logging.js';
 export { Secret } from './secret.js';
+export {
+  chooseRestoreBackup,
+  DirectoryBackupStore,
+  planRetention,
+  restoreCommandFor,
+  restoreToTime,
+  takeBaseBackup,
+  verifyBackup,
+  type BackupInfo,
+  type BackupStore,
+  type RestoreOptions,
+  type RestoreResult,
+  type RetentionPlan,
+} from './backup.js';

@@ -13,6 +13,7 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -34,6 +35,7 @@ import {
   type PostgresState,
   type VoterState,
 } from './decide.js';
+import { DirectoryBackupStore, planRetention, restoreCommandFor, takeBaseBackup, verifyBackup, type BackupInfo, type BackupStore } from './backup.js';
 import { startApiServer, type ApiServer, type Reply, type Route } from './http.js';
 import { askPeer, parseLeaseRequest, recordOf, type PeerReply } from './lease.js';
 import type { Logger } from './logging.js';
@@ -137,6 +139,9 @@ export class Keeper {
   #closing = false;
   #fencing: Promise<void> | null = null;
   #standbyStartFailures = 0;
+  readonly #store: BackupStore | null;
+  #backingUp: Promise<BackupInfo> | null = null;
+  #lastBackupError: string | null = null;
 
   constructor(opts: KeeperOptions) {
     this.#c = opts.config;
@@ -146,6 +151,7 @@ export class Keeper {
     this.#stateFile = new StateFile(path.join(this.#c.stateDir, STATE_FILE));
     this.#renewEveryMs = Math.max(10, Math.floor(this.#c.leaseMs / 3));
     this.#postmaster = new Postmaster({ bin: '', dataDir: this.#c.dataDir, runAs: null, logFile: path.join(this.#c.stateDir, 'postgres.log') });
+    this.#store = this.#c.backupDir === null ? null : new DirectoryBackupStore(this.#c.backupDir);
   }
 
   get port(): number {
@@ -165,6 +171,11 @@ export class Keeper {
     await ownedDir(this.#runDir, this.#runAs, 0o700);
     await ownedDir(path.dirname(c.dataDir), this.#runAs, 0o700);
     await this.#checkReachable([this.#runDir, path.dirname(c.dataDir)]);
+    if (c.backupDir !== null) {
+      // archive_command runs as PostgreSQL's user and writes here.
+      await ownedDir(c.backupDir, this.#runAs, 0o700);
+      await this.#checkReachable([c.backupDir]);
+    }
     this.#postmaster = new Postmaster({ bin, dataDir: c.dataDir, runAs: this.#runAs, logFile: path.join(c.stateDir, 'postgres.log') });
     this.#postmaster.on('exit', (code: number | null, signal: NodeJS.Signals | null) => this.#onPostmasterExit(code, signal));
 
@@ -193,6 +204,9 @@ export class Keeper {
 
     this.#timers.push(setInterval(() => void this.#tick(), c.tickMs));
     this.#timers.push(setInterval(() => void this.#renew(), this.#renewEveryMs));
+    // The schedule is checked often (a directory listing) so that a new primary takes its
+    // due backup within seconds; how often backups are taken is the interval's business.
+    if (this.#store !== null) this.#timers.push(setInterval(() => void this.#backupIfDue(), Math.min(10_000, Math.max(1_000, Math.floor(c.backupIntervalMs / 10)))));
     void this.#renew();
     this.#poke();
   }
@@ -889,6 +903,73 @@ export class Keeper {
   }
 
   // ---------------------------------------------------------------------------------------
+  // backups
+
+  #walMain(): string {
+    return path.join(path.dirname(fileURLToPath(import.meta.url)), 'wal-main.js');
+  }
+
+  /** The schedule, level-triggered from the store: on the primary, when the newest backup is older than the interval. */
+  async #backupIfDue(): Promise<void> {
+    const store = this.#store;
+    if (store === null || this.#backingUp !== null || !this.isPrimary()) return;
+    try {
+      const latest = (await store.listBackups()).at(-1);
+      if (latest !== undefined && Date.now() - Date.parse(latest.finishedAt) < this.#c.backupIntervalMs) return;
+      await this.backupNow();
+    } catch (err) {
+      this.#lastBackupError = err instanceof Error ? err.message : String(err);
+      this.#log.warn({ err }, 'scheduled backup failed');
+    }
+  }
+
+  /** Takes a base backup now (primary only), applies retention, and verifies it if configured. */
+  backupNow(): Promise<BackupInfo> {
+    const store = this.#store;
+    if (store === null) return Promise.reject(new ConflictError(`${this.#c.name} has no backup store; start it with --backup-dir`));
+    if (!this.isPrimary()) return Promise.reject(new ConflictError(`${this.#c.name} is not the primary; backups are taken on the primary (${this.#state.record.holder ?? 'none'})`));
+    if (this.#backingUp !== null) return this.#backingUp;
+    const run = async (): Promise<BackupInfo> => {
+      const c = this.#c;
+      const tools = { bin: this.#bin, runAs: this.#runAs };
+      this.#log.info({}, 'backup started');
+      let info = await takeBaseBackup({ store, tools, socketDir: this.#runDir, port: c.pgPort, passfile: this.#passfile(), workDir: path.join(c.stateDir, 'backups-work'), member: c.name, fsync: !c.unsafeNoFsync });
+      this.#log.info({ backup: info.id, sizeBytes: info.sizeBytes, stopLsn: info.stopLsn }, 'backup finished');
+      const plan = planRetention(await store.listBackups(), await store.listWal(), Date.now(), c.backupRetentionMs);
+      for (const id of plan.deleteBackups) await store.deleteBackup(id);
+      for (const name of plan.deleteWal) await store.deleteWal(name);
+      if (plan.deleteBackups.length > 0 || plan.deleteWal.length > 0) this.#log.info({ backups: plan.deleteBackups, walFiles: plan.deleteWal.length }, 'retention removed old backups and WAL');
+      if (c.verifyBackups && this.#secrets !== null) {
+        info = await verifyBackup({
+          store,
+          tools,
+          id: info.id,
+          scratchDir: path.join(c.stateDir, 'verify'),
+          port: await freeLocalPort(),
+          superuserPassword: this.#secrets.superuser,
+          restoreCommand: restoreCommandFor(store instanceof DirectoryBackupStore ? store.root : '', this.#walMain()),
+          retentionMs: c.backupRetentionMs,
+        });
+        if (info.verified?.ok === true) this.#log.info({ backup: info.id, message: info.verified.message }, 'backup verified');
+        else this.#log.error({ backup: info.id, message: info.verified?.message }, 'backup failed verification');
+      }
+      this.#lastBackupError = null;
+      return info;
+    };
+    this.#backingUp = run().finally(() => {
+      this.#backingUp = null;
+    });
+    return this.#backingUp;
+  }
+
+  async #listBackups(): Promise<Reply> {
+    const store = this.#store;
+    if (store === null) throw new ConflictError(`${this.#c.name} has no backup store; start it with --backup-dir`);
+    const backups = await store.listBackups();
+    return { status: 200, json: { backups, retentionMs: this.#c.backupRetentionMs, intervalMs: this.#c.backupIntervalMs, lastError: this.#lastBackupError } };
+  }
+
+  // ---------------------------------------------------------------------------------------
   // switchover
 
   /** The primary's half: stop cleanly, let the standby replay everything, hand the term over. */
@@ -1039,8 +1120,23 @@ export class Keeper {
       { method: 'POST', path: '/lease', handle: (body) => this.#onLease(body) },
       { method: 'POST', path: '/switchover', handle: (body) => this.#switchoverTo(body) },
       { method: 'POST', path: '/handover', handle: (body) => this.#handover(body) },
+      { method: 'POST', path: '/backup', handle: async () => ({ status: 200, json: await this.backupNow() }) },
+      { method: 'GET', path: '/backups', handle: () => this.#listBackups() },
     ];
   }
+}
+
+/** A TCP port free on loopback a moment ago (for the scratch server of a verification). */
+function freeLocalPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => resolve(typeof addr === 'object' && addr !== null ? addr.port : 0));
+    });
+  });
 }
 
 /** The data directory exists and holds a cluster (for tests and tools). */

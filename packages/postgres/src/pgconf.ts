@@ -177,7 +177,11 @@ export function checkCidr(cidr: string, field = 'allow'): string {
 
 /** pg_hba.conf: SCRAM passwords everywhere, only from the allowed networks. */
 export function renderPgHba(h: PgHbaInput): string {
-  const rows: string[][] = [['local', 'all', 'all', '', 'scram-sha-256']];
+  // Local replication: base backups taken by the keeper through its socket.
+  const rows: string[][] = [
+    ['local', 'all', 'all', '', 'scram-sha-256'],
+    ['local', 'replication', 'all', '', 'scram-sha-256'],
+  ];
   for (const cidr of h.allow.map((c) => checkCidr(c))) {
     rows.push(['host', 'replication', REPLICATION_USER, cidr, 'scram-sha-256']);
     rows.push(['host', 'all', 'all', cidr, 'scram-sha-256']);

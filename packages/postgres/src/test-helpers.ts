@@ -324,8 +324,12 @@ export class Cluster {
     );
   }
 
-  async sql<R extends pg.QueryResultRow>(name: string, text: string, values: unknown[] = []): Promise<R[]> {
-    const client = new pg.Client({ connectionString: await this.appUrl(name), connectionTimeoutMillis: 3_000 });
+  async sql<R extends pg.QueryResultRow>(name: string, text: string, values: unknown[] = [], opts: { superuser?: boolean } = {}): Promise<R[]> {
+    const url =
+      opts.superuser === true
+        ? `postgres://postgres:${encodeURIComponent((await readFile(path.join(this.secretsDir, 'superuser-password'), 'utf8')).trim())}@127.0.0.1:${this.member(name).pgPort}/app`
+        : await this.appUrl(name);
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3_000 });
     await client.connect();
     try {
       return (await client.query<R>(text, values)).rows;
