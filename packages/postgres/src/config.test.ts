@@ -43,7 +43,9 @@ describe('keeper config', () => {
       PORT: '30001',
       CHECK_PORT: '30002',
       HOST: '10.88.2.5',
+      LANES_ZONE: 'b',
     });
+    assert.equal(c.zone, 'b');
     assert.equal(c.pgPort, 30001);
     assert.equal(c.port, 30002);
     assert.equal(c.host, '10.88.2.5');

@@ -1,7 +1,7 @@
 /**
  * The keeper's and the arbiter's configuration: one zod schema each, parsed once at start
- * from flags and the environment (`LANES_PG_<FLAG>`; a zone supervisor's PORT, CHECK_PORT
- * and HOST too), defaults in the schema, frozen, then passed down. Errors are one line
+ * from flags and the environment (`LANES_PG_<FLAG>`; a zone supervisor's PORT, CHECK_PORT,
+ * HOST and LANES_ZONE too), defaults in the schema, frozen, then passed down. Errors are one line
  * naming the flag, the value and what is allowed.
  */
 import { isIP } from 'node:net';
@@ -255,7 +255,7 @@ const KEEPER_RENAME: Readonly<Record<string, string>> = {
 export function parseKeeperConfig(argv: readonly string[], env: NodeJS.ProcessEnv): KeeperConfig {
   // A zone supervisor gives an instance PORT (PostgreSQL's, the TCP service) and CHECK_PORT
   // (the primary check: this keeper's HTTP port), and HOST, its own address.
-  const flags = readFlags(argv, env, KEEPER_FLAGS, { 'pg-port': 'PORT', port: 'CHECK_PORT', host: 'HOST', 'pg-listen': 'HOST' });
+  const flags = readFlags(argv, env, KEEPER_FLAGS, { 'pg-port': 'PORT', port: 'CHECK_PORT', host: 'HOST', 'pg-listen': 'HOST', zone: 'LANES_ZONE' });
   const raw: Record<string, unknown> = {};
   for (const [flag, value] of flags) {
     const key = flag === 'peer' ? 'peers' : flag === 'lease' ? 'leaseMs' : flag === 'lease-margin' ? 'leaseMarginMs' : flag === 'sync-grace' ? 'syncGraceMs' : flag === 'start-grace' ? 'startGraceMs' : flag === 'tick' ? 'tickMs' : flag === 'backup-interval' ? 'backupIntervalMs' : flag === 'backup-retention' ? 'backupRetentionMs' : camel(flag);
@@ -317,7 +317,7 @@ export type ArbiterConfig = Readonly<z.infer<typeof arbiterSchema>>;
 const ARBITER_FLAGS = { name: 'string', zone: 'string', 'state-dir': 'string', 'token-file': 'string', host: 'string', port: 'string', lease: 'string', 'log-level': 'string' } as const;
 
 export function parseArbiterConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ArbiterConfig {
-  const flags = readFlags(argv, env, ARBITER_FLAGS, { port: 'PORT', host: 'HOST' });
+  const flags = readFlags(argv, env, ARBITER_FLAGS, { port: 'PORT', host: 'HOST', zone: 'LANES_ZONE' });
   const raw: Record<string, unknown> = {};
   for (const [flag, value] of flags) raw[flag === 'lease' ? 'leaseMs' : camel(flag)] = value;
   const parsed = arbiterSchema.safeParse(raw);

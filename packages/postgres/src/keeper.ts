@@ -784,6 +784,8 @@ export class Keeper {
     this.#state = { ...this.#state, dataWasPrimary: true, syncNames: null, syncClaim: null };
     await this.#persist();
     this.#startingSince ??= now();
+    // The history keeps when the promotion began: no write was acknowledged here before it.
+    const startedAt = new Date();
     const [row] = await client.query<{ ok: boolean }>('select pg_promote(true, 60) as ok', [], 65_000);
     if (row?.ok !== true) throw new UnavailableError(`pg_promote did not finish: ${await this.#logTail()}`);
     // pg_control shows the new timeline only after a checkpoint; pg_rewind reads it there, so
@@ -794,7 +796,7 @@ export class Keeper {
     this.#upstream = null;
     await this.#writeConfig('primary', null);
     await client.query('select pg_reload_conf()');
-    this.#pushHistory({ at: new Date().toISOString(), term: this.#state.record.term, primary: this.#c.name, reason });
+    this.#pushHistory({ at: startedAt.toISOString(), term: this.#state.record.term, primary: this.#c.name, reason });
     await this.#persist();
     this.#log.info({ term: this.#state.record.term, reason }, 'promoted');
   }

@@ -9,13 +9,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { freePort, sleep, tempDir, waitFor } from '@lanes/testkit';
 import type { KeeperStatus } from './keeper.js';
+import { generatePassword, SECRET_FILES } from './secrets.js';
 
 const DIST = path.dirname(fileURLToPath(import.meta.url));
 export const KEEPER_MAIN = path.join(DIST, 'keeper-main.js');
@@ -175,6 +176,9 @@ export class Cluster {
     if (arbiter) arbiter.url = `http://127.0.0.1:${arbiter.port}`;
     const c = new Cluster(dir, opts, arbiter);
     await writeFile(path.join(dir, 'token'), `${c.token}\n`, { mode: 0o600 });
+    // As the control plane will: the cluster's passwords exist before any member starts.
+    await mkdir(c.secretsDir, { mode: 0o700 });
+    for (const f of Object.values(SECRET_FILES)) await writeFile(path.join(c.secretsDir, f), `${generatePassword().reveal()}\n`, { mode: 0o600 });
     for (const name of names) {
       const httpPort = await freePort();
       const pgPort = await freePort();
