@@ -23,7 +23,8 @@ describe('arbiter process', () => {
   async function startArbiter(dir: string, port: number): Promise<ChildProcess> {
     const child = spawn(process.execPath, [ARBITER_MAIN, '--state-dir', path.join(dir, 'state'), '--token-file', path.join(dir, 'token'), '--port', String(port), '--lease', '1s'], { stdio: 'ignore' });
     procs.push(child);
-    await waitFor('the arbiter', async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => null))?.status === 200, { timeoutMs: 10_000 });
+    // Serving once it answers 401 (every route wants the token).
+    await waitFor('the arbiter', async () => (await fetch(`http://127.0.0.1:${port}/status`).catch(() => null))?.status === 401, { timeoutMs: 10_000 });
     return child;
   }
 
@@ -38,7 +39,6 @@ describe('arbiter process', () => {
       return (await res.json()) as { granted: boolean; reason: string; record: { term: number; holder: string | null; syncStandby: string | null } };
     };
     let arbiter = await startArbiter(dir, port);
-    assert.equal((await fetch(`http://127.0.0.1:${port}/status`)).status, 401);
 
     assert.equal((await lease({ kind: 'elect', term: 1, holder: 'a', leaseMs: 1000, syncStandby: null })).granted, true);
     assert.equal((await lease({ kind: 'renew', term: 1, holder: 'a', leaseMs: 1000, syncStandby: 'b' })).granted, true);

@@ -2,7 +2,7 @@
  * The arbiter (witness): the third party of the lease, in a third zone, with no data. It
  * only answers lease requests with `vote` and keeps its record (term, holder, synchronous
  * standby) on disk before answering a grant that changes it. After a restart it assumes it
- * promised a full lease just before. Serves `POST /lease`, `GET /status`, `GET /healthz`.
+ * promised a full lease just before. Serves `POST /lease` and `GET /status` (bearer token).
  */
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -53,7 +53,6 @@ export class Arbiter {
       routes: [
         { method: 'POST', path: '/lease', handle: (body) => this.#onLease(body) },
         { method: 'GET', path: '/status', handle: () => ({ status: 200, json: this.status() }) },
-        { method: 'GET', path: '/healthz', public: true, handle: () => ({ status: 200, text: 'ok' }) },
       ],
     });
     const hostPart = this.#api.host.includes(':') ? `[${this.#api.host}]` : this.#api.host;
@@ -73,10 +72,10 @@ export class Arbiter {
       this.#promiseUntil = v.state.promiseUntilMs;
       if (changed) {
         await this.#file.save(this.#state);
-        this.#log.info({ kind: req.kind, term: v.state.term, holder: v.state.holder, syncStandby: v.state.syncStandby }, v.reason);
+        this.#log.info({ kind: req.kind, term: v.state.term, holder: v.state.holder, syncStandby: v.state.syncStandby, reason: v.reason }, 'record changed');
       }
     } else if (v.reason !== this.#lastReason) {
-      this.#log.info({ kind: req.kind, term: req.term, holder: req.holder }, `refused: ${v.reason}`);
+      this.#log.info({ kind: req.kind, term: req.term, holder: req.holder, reason: v.reason }, 'refused');
     }
     this.#lastReason = v.reason;
     return { status: 200, json: { granted: v.granted, reason: v.reason, record: recordOf(this.#state.record) } };

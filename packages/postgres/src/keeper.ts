@@ -41,7 +41,7 @@ import { askPeer, parseLeaseRequest, recordOf, type PeerReply } from './lease.js
 import type { Logger } from './logging.js';
 import { commandLine, conninfo, quoteIdent, renderPgHba, renderPostgresqlConf, REPLICATION_USER, SUPERUSER } from './pgconf.js';
 import { LocalClient, observeServer, type ServerObservation } from './pgclient.js';
-import { asUser, findPostgresBin, isDataDir, ownedDir, parseControlData, parseLsn, removeDir, resolveRunAs, runTool, writeOwnedFile, type RunAs } from './pgexec.js';
+import { asUser, ensureDir, findPostgresBin, isDataDir, ownedDir, parseControlData, parseLsn, removeDir, resolveRunAs, runTool, writeOwnedFile, type RunAs } from './pgexec.js';
 import { Postmaster, stopOrphan } from './postmaster.js';
 import { scramVerifier } from './scram.js';
 import type { Secret } from './secret.js';
@@ -169,11 +169,12 @@ export class Keeper {
     this.#runAs = await resolveRunAs(c.runAs ?? null);
     await ownedDir(c.stateDir, this.#runAs, 0o700);
     await ownedDir(this.#runDir, this.#runAs, 0o700);
-    await ownedDir(path.dirname(c.dataDir), this.#runAs, 0o700);
+    // The parent of a --data-dir elsewhere is created if missing, never re-permissioned.
+    await ensureDir(path.dirname(c.dataDir), this.#runAs, 0o700);
     await this.#checkReachable([this.#runDir, path.dirname(c.dataDir)]);
     if (c.backupDir !== null) {
       // archive_command runs as PostgreSQL's user and writes here.
-      await ownedDir(c.backupDir, this.#runAs, 0o700);
+      await ensureDir(c.backupDir, this.#runAs, 0o700);
       await this.#checkReachable([c.backupDir]);
     }
     this.#postmaster = new Postmaster({ bin, dataDir: c.dataDir, runAs: this.#runAs, logFile: path.join(c.stateDir, 'postgres.log') });
@@ -312,7 +313,7 @@ export class Keeper {
     if (next.holder !== this.#c.name) this.#leaseUntil = null;
     if (next.holder !== null && next.holder !== previousHolder) {
       this.#pushHistory({ at: new Date().toISOString(), term: next.term, primary: next.holder, reason: why });
-      this.#log.info({ term: next.term, holder: next.holder }, why);
+      this.#log.info({ term: next.term, holder: next.holder, reason: why }, 'new primary');
     }
     this.#poke();
     return this.#persist();
@@ -393,7 +394,11 @@ export class Keeper {
     this.#promiseUntil = Math.min(this.#promiseUntil, now());
     await this.#persist();
     const req: LeaseRequest = { kind: 'release', term, holder: this.#c.name, leaseMs: this.#c.leaseMs, syncStandby: this.#state.syncClaim };
-    await Promise.all(this.#voterPeers().map((p) => askPeer(p, req, this.#token, 1_000)));
+    // Parties without data (the arbiter) first: the standby elects itself as soon as it hears
+    // of the release, and its election should find the arbiter released too.
+    const peers = this.#voterPeers();
+    await Promise.all(peers.filter((p) => p.postgres === null).map((p) => askPeer(p, req, this.#token, 1_000)));
+    await Promise.all(peers.filter((p) => p.postgres !== null).map((p) => askPeer(p, req, this.#token, 1_000)));
     this.#log.info({ term }, 'released the term');
   }
 
@@ -410,8 +415,10 @@ export class Keeper {
     const previousHolder = cand !== null && cand.term === term ? cand.previousHolder : this.#state.record.holder;
     // The candidacy is on disk before anyone is asked, so it survives a crash and is asked
     // for again: a term granted while this member could not hear it is never left unclaimed.
-    this.#state = { ...this.#state, candidacy: { term, previousHolder } };
-    await this.#persist();
+    if (cand?.term !== term || cand.previousHolder !== previousHolder) {
+      this.#state = { ...this.#state, candidacy: { term, previousHolder } };
+      await this.#persist();
+    }
     const sentAt = now();
     const peers = this.#voterPeers();
     const replies = await Promise.all(peers.map((p) => askPeer(p, req, this.#token, Math.max(200, Math.floor(c.leaseMs / 2)))));
@@ -1016,7 +1023,7 @@ export class Keeper {
         await sleep(20);
       }
       const reason = `switched over from ${c.name} to ${standby}: ${standby} replayed everything up to ${control.checkpointLsn} and took term ${this.#state.record.term}`;
-      this.#log.info({ to: standby, term: this.#state.record.term }, reason);
+      this.#log.info({ to: standby, term: this.#state.record.term, reason }, 'switched over');
       return { status: 200, json: { primary: standby, term: this.#state.record.term, reason } };
     } catch (err) {
       this.#log.error({ err, released }, 'switchover failed');
@@ -1117,7 +1124,6 @@ export class Keeper {
   #routes(): Route[] {
     return [
       { method: 'GET', path: '/mirrorstatus', public: true, handle: () => (this.isPrimary() ? { status: 200, text: 'SUCCESS' } : { status: 503, text: 'FAILED' }) },
-      { method: 'GET', path: '/healthz', public: true, handle: () => ({ status: 200, text: 'ok' }) },
       { method: 'GET', path: '/status', handle: () => ({ status: 200, json: this.status() }) },
       { method: 'POST', path: '/lease', handle: (body) => this.#onLease(body) },
       { method: 'POST', path: '/switchover', handle: (body) => this.#switchoverTo(body) },

@@ -140,6 +140,16 @@ export async function ownedDir(dir: string, runAs: RunAs, mode = 0o700): Promise
   if (runAs !== null) await chown(dir, runAs.uid, runAs.gid);
 }
 
+/** Creates `dir` owned by `runAs` if it is missing; an existing directory is left as it is. */
+export async function ensureDir(dir: string, runAs: RunAs, mode = 0o700): Promise<void> {
+  try {
+    if ((await stat(dir)).isDirectory()) return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await ownedDir(dir, runAs, mode);
+}
+
 /** Writes a file atomically (temp, fsync, rename, fsync of the directory), owned by `runAs`. */
 export async function writeOwnedFile(file: string, content: string, runAs: RunAs, mode = 0o600): Promise<void> {
   const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;

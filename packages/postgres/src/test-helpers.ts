@@ -134,6 +134,8 @@ export interface ClusterOptions {
   /** Extra keeper flags. */
   readonly keeperArgs?: readonly string[];
   readonly backupDir?: string;
+  /** fsync as in production (the benchmark); tests switch it off for speed. @default false */
+  readonly fsync?: boolean;
 }
 
 export interface Member {
@@ -194,7 +196,7 @@ export class Cluster {
       return link.listen();
     };
     for (const m of c.members.values()) {
-      const args = ['--name', m.name, '--zone', `zone-${m.name}`, '--state-dir', m.stateDir, '--secrets-dir', c.secretsDir, '--token-file', path.join(dir, 'token'), '--port', String(m.httpPort), '--pg-port', String(m.pgPort), '--unsafe-no-fsync', '--shared-buffers', '16MB', '--max-connections', '30', '--wal-keep-size', '64MB'];
+      const args = ['--name', m.name, '--zone', `zone-${m.name}`, '--state-dir', m.stateDir, '--secrets-dir', c.secretsDir, '--token-file', path.join(dir, 'token'), '--port', String(m.httpPort), '--pg-port', String(m.pgPort), ...(opts.fsync === true ? [] : ['--unsafe-no-fsync']), '--shared-buffers', '16MB', '--max-connections', '30', '--wal-keep-size', '64MB'];
       for (const p of c.members.values()) {
         if (p === m) continue;
         const kp = await via(`${m.name}>${p.name}`, p.httpPort);
