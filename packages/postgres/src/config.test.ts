@@ -11,7 +11,7 @@ describe('keeper config', () => {
     assert.equal(c.port, 7400);
     assert.equal(c.pgPort, 5432);
     assert.equal(c.leaseMs, 2000);
-    assert.equal(c.leaseMarginMs, 100);
+    assert.equal(c.leaseMarginMs, 300);
     assert.equal(c.dataDir, '/var/lib/lanes/db/a/pgdata');
     assert.equal(c.secretsDir, '/var/lib/lanes/db/a/secrets');
     assert.deepEqual(c.members, ['a']);

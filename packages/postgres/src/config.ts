@@ -99,8 +99,12 @@ const keeperSchema = z.object({
   pgBin: z.string().min(1).optional(),
   /** @default 2000 */
   leaseMs: durationMs('lease', 300, 600_000).default(2000),
-  /** How much earlier than the peers' promises the holder's lease ends. @default 100 */
-  leaseMarginMs: durationMs('lease-margin', 10, 60_000).default(100),
+  /**
+   * How much earlier than the peers' promises the holder's lease ends: room for clock-rate
+   * drift and for fencing itself (a busy event loop). It costs no failover time: the
+   * standby's detection runs on its own promise. @default 300
+   */
+  leaseMarginMs: durationMs('lease-margin', 10, 60_000).default(300),
   /** How long a missing synchronous standby may hold up commits before the primary goes on without it. @default 2000 */
   syncGraceMs: durationMs('sync-grace', 0, 600_000).default(2000),
   /** How long the holder may try to bring PostgreSQL up as primary before it lets its lease run out. @default 5000 */

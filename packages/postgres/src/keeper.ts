@@ -421,10 +421,23 @@ export class Keeper {
     }
     const sentAt = now();
     const peers = this.#voterPeers();
-    const replies = await Promise.all(peers.map((p) => askPeer(p, req, this.#token, Math.max(200, Math.floor(c.leaseMs / 2)))));
-    for (const r of replies) this.#learn(r);
+    // Counted as they come: a majority wins at once, without waiting for a peer that is gone
+    // silently (a dark zone answers nothing until the timeout).
+    const replies: PeerReply[] = [];
+    const grantedBy: string[] = [];
+    const needed = majority(this.#parties()) - 1;
+    await new Promise<void>((resolve) => {
+      if (peers.length === 0 || needed <= 0) resolve();
+      for (const p of peers) {
+        void askPeer(p, req, this.#token, Math.max(200, Math.floor(c.leaseMs / 2))).then((r) => {
+          replies.push(r);
+          this.#learn(r);
+          if ('answer' in r && r.answer.granted) grantedBy.push(r.peer);
+          if (grantedBy.length >= needed || replies.length === peers.length) resolve();
+        });
+      }
+    });
     if (this.#state.candidacy?.term !== term) return;
-    const grantedBy = replies.filter((r) => 'answer' in r && r.answer.granted).map((r) => r.peer);
     if (1 + grantedBy.length >= majority(this.#parties())) {
       const released = this.#releaseSeen !== null && this.#releaseSeen.holder === previousHolder && this.#releaseSeen.term === term - 1;
       this.#state = {
@@ -436,11 +449,11 @@ export class Keeper {
       };
       this.#promiseUntil = now() + c.leaseMs;
       this.#syncClaimGranted = true;
-      this.#election = { term, previousHolder, grantedBy, previousReleased: released };
+      this.#election = { term, previousHolder, grantedBy: [...grantedBy], previousReleased: released };
       this.#leaseUntil = peers.length === 0 ? Number.POSITIVE_INFINITY : sentAt + c.leaseMs - c.leaseMarginMs;
       await this.#persist();
       this.#armLeaseTimer();
-      this.#log.info({ term, grantedBy }, 'won the election');
+      this.#log.info({ term, grantedBy: [...grantedBy] }, 'won the election');
       void this.#renew();
       return;
     }
