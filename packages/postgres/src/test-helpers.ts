@@ -54,6 +54,47 @@ function hook(): void {
 }
 
 // ---------------------------------------------------------------------------------------
+// ports
+
+/** The kernel's ephemeral range (outgoing connections and listen(0) take ports from it). */
+function ephemeralRange(): [number, number] {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (lo !== undefined && hi !== undefined && lo > 0 && hi > lo) return [lo, hi];
+  } catch {
+    /* not Linux */
+  }
+  return [32768, 60999];
+}
+
+const taken = new Set<number>();
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A free port for a member, below the ephemeral range: a port from listen(0) is released
+ * and only bound again seconds later by PostgreSQL or a keeper, long enough for an outgoing
+ * connection (or a proxy's listen(0)) to take it. Below the range nothing else picks it.
+ */
+export async function memberPort(): Promise<number> {
+  const [lo] = ephemeralRange();
+  const from = Math.max(10_000, lo - 20_000);
+  for (let i = 0; i < 200; i++) {
+    const port = from + Math.floor(Math.random() * (lo - from));
+    if (taken.has(port) || !(await bindable(port))) continue;
+    taken.add(port);
+    return port;
+  }
+  return freePort();
+}
+
+// ---------------------------------------------------------------------------------------
 // a link that can be cut
 
 /** A TCP proxy to `target`; `cut()` swallows all traffic both ways (new and open connections). */
@@ -174,7 +215,7 @@ export class Cluster {
     await chmod(dir, 0o755);
     const names = opts.members ?? ['a', 'b'];
     const withArbiter = opts.arbiter ?? true;
-    const arbiter = withArbiter ? { port: await freePort(), stateDir: path.join(dir, 'arbiter'), process: null, url: '' } : null;
+    const arbiter = withArbiter ? { port: await memberPort(), stateDir: path.join(dir, 'arbiter'), process: null, url: '' } : null;
     if (arbiter) arbiter.url = `http://127.0.0.1:${arbiter.port}`;
     const c = new Cluster(dir, opts, arbiter);
     await writeFile(path.join(dir, 'token'), `${c.token}\n`, { mode: 0o600 });
@@ -182,8 +223,8 @@ export class Cluster {
     await mkdir(c.secretsDir, { mode: 0o700 });
     for (const f of Object.values(SECRET_FILES)) await writeFile(path.join(c.secretsDir, f), `${generatePassword().reveal()}\n`, { mode: 0o600 });
     for (const name of names) {
-      const httpPort = await freePort();
-      const pgPort = await freePort();
+      const httpPort = await memberPort();
+      const pgPort = await memberPort();
       const stateDir = path.join(dir, name);
       c.members.set(name, { name, httpPort, pgPort, stateDir, dataDir: path.join(stateDir, 'pgdata'), url: `http://127.0.0.1:${httpPort}`, process: null });
       dataDirs.add(path.join(stateDir, 'pgdata'));
@@ -314,8 +355,25 @@ export class Cluster {
     return `postgres://app:${encodeURIComponent(await this.appPassword())}@127.0.0.1:${this.member(name).pgPort}/app`;
   }
 
+  /** The last lines of the keepers', the arbiter's and the postmasters' logs (for a failure message). */
+  async logTails(lines = 6): Promise<string> {
+    const files = [...[...this.members.keys(), 'arbiter'].map((n) => path.join(this.dir, `${n}.log`)), ...[...this.members.values()].map((m) => path.join(m.stateDir, 'postgres.log'))];
+    const out: string[] = [];
+    for (const f of files) {
+      const text = await readFile(f, 'utf8').catch(() => '');
+      out.push(`--- ${path.relative(this.dir, f)}`, ...text.trim().split('\n').slice(-lines).map((l) => l.slice(0, 400)));
+    }
+    return out.join('\n');
+  }
+
   /** Waits for `primary` to serve with `standby` recorded as its synchronous standby. */
   async waitHealthy(primary: string, standby: string | null, timeoutMs = 60_000): Promise<void> {
+    await this.#waitHealthy(primary, standby, timeoutMs).catch(async (err: unknown) => {
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\n${await this.logTails()}`);
+    });
+  }
+
+  async #waitHealthy(primary: string, standby: string | null, timeoutMs: number): Promise<void> {
     await waitFor(
       `${primary} primary${standby ? ` with ${standby} synchronous` : ''}`,
       async () => {
