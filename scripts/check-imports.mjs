@@ -14,6 +14,7 @@ const ALLOWED = {
   network: ['spec'],
   pki: ['spec'],
   dns: ['spec'],
+  postgres: ['spec'],
   controlplane: ['spec', 'archive', 'store', 'network', 'pki'],
   cli: ['spec', 'archive', 'network'],
 };
