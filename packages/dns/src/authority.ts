@@ -11,7 +11,8 @@ import { answerQuestion, type Answer, type Question } from './answer.js';
 import { HealthChecker, type ProbeResult } from './checker.js';
 import { FailoverState, type Role } from './failover.js';
 import { silentLogger, type Logger } from './logging.js';
-import { LatestWriter, readJsonFile, ZONE_FILE } from './persist.js';
+import { LatestWriter, readJsonFile } from '@lanes/runtime';
+import { ZONE_FILE } from './persist.js';
 import { buildZone, validateSnapshot, type Zone } from './zone.js';
 
 export interface AuthorityOptions {

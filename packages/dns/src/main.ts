@@ -11,7 +11,8 @@ import path from 'node:path';
 import { Authority } from './authority.js';
 import { parseConfig, type DnsConfig } from './config.js';
 import { createLogger } from './logging.js';
-import { READY_FILE, writeFileAtomic } from './persist.js';
+import { writeFileAtomic } from '@lanes/runtime';
+import { READY_FILE } from './persist.js';
 import { DnsServer } from './server.js';
 import { tokenFromFile, ZoneWatcher } from './watch.js';
 

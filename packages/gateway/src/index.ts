@@ -19,6 +19,7 @@ export {
 } from './routing.js';
 export { TableWatcher, decideAndApply, tokenFromFile, type TableWatcherOptions, type TableSink, type TableDecision } from './watch.js';
 export { parseConfig, resolveLimits, DEFAULT_LIMITS, type GatewayConfig, type GatewayLimits } from './config.js';
-export { writeFileAtomic, TABLE_FILE, READY_FILE, ACCESS_LOG_FILE } from './persist.js';
+export { writeFileAtomic } from '@lanes/runtime';
+export { TABLE_FILE, READY_FILE, ACCESS_LOG_FILE } from './persist.js';
 export { createLogger, serializers } from './logging.js';
 export { TcpRouter, checkStatus, DEFAULT_TCP_LIMITS, type TcpLimits, type TcpRouterOptions } from './tcp.js';

@@ -2,7 +2,7 @@
  * The gateway's loggers. The process log is pino JSON on stdout; its serializers are
  * allow-lists, so a request or an error can be logged without leaking headers such as
  * Authorization or Cookie. The access log (access-log.ts) writes pino-shaped JSON lines to
- * a file through pino's asynchronous, buffered destination.
+ * a file in 64 KiB batches of its own.
  */
 import { pino } from 'pino';
 import type { DestinationStream, Logger } from 'pino';

@@ -44,7 +44,8 @@ import { ChunkedDecoder, hasToken, parseContentLength, statusLine } from './http
 import type { RequestHead, ResponseHead } from './http1.js';
 import { silentLogger } from './logging.js';
 import type { Logger } from './logging.js';
-import { ACCESS_LOG_FILE, LatestWriter, readJsonFile, TABLE_FILE } from './persist.js';
+import { LatestWriter, readJsonFile } from '@lanes/runtime';
+import { ACCESS_LOG_FILE, TABLE_FILE } from './persist.js';
 import { normalizeHost, routeTimeoutMs, RoutingState, stickyCookie, stickyInstance } from './routing.js';
 import type { EjectionEvent, Outcome, RouteMatch, Upstream } from './routing.js';
 import { TcpRouter } from './tcp.js';
