@@ -1,9 +1,9 @@
 import { InputError } from './errors.js';
 
-const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
-/** Parses `500ms`, `1s`, `2m`, `1h` (or a bare number of milliseconds) into milliseconds. */
+/** Parses `500ms`, `1s`, `2m`, `1h`, `10d` (or a bare number of milliseconds) into milliseconds. */
 export function parseDurationMs(value: string | number, field = 'duration'): number {
   if (typeof value === 'number') {
     if (Number.isFinite(value) && value >= 0) return Math.round(value);

@@ -2,6 +2,7 @@
  * The app package manifest (`lanes.yaml`): schema, validation with precise paths, and the
  * normalized form the rest of the platform uses.
  */
+import { databaseService, parseDatabaseSpec, type DatabaseSpec } from './database.js';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { splitCommand } from './command.js';
@@ -92,6 +93,8 @@ const manifestSchema = z.strictObject({
   services: z.record(z.string(), serviceSchema),
   /** How long a release may take to become healthy before it is rolled back. */
   deadline: duration.optional(),
+  /** Managed databases (checked by parseDatabaseSpec). */
+  databases: z.record(z.string(), z.unknown()).optional(),
 });
 
 export interface HealthCheckSpec {
@@ -212,6 +215,8 @@ export interface Manifest {
   readonly services: readonly ServiceSpec[];
   /** A rollout not healthy within this is rolled back to the previous release. @default 60000 */
   readonly deadlineMs: number;
+  /** Managed databases, by name (absent in releases stored before databases existed: none). */
+  readonly databases?: readonly DatabaseSpec[];
 }
 
 export const HEALTH_DEFAULTS = { intervalMs: 1000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2, expectStatus: [200, 399] } as const;
@@ -244,7 +249,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 }
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
-  root: ['name', 'services', 'deadline'],
+  root: ['name', 'services', 'deadline', 'databases'],
   service: [
     'command',
     'instances',
@@ -450,7 +455,17 @@ export function validateManifest(input: unknown): Manifest {
     if (other) throw new InputError(`lanes.yaml: services.${s.name}.port: ${s.port} is already used by ${other}`, `services.${s.name}.port`);
     ports.set(s.port, s.name);
   }
-  return { name: m.name, services, deadlineMs: m.deadline !== undefined ? parseDurationMs(m.deadline) : DEFAULT_ROLLOUT_DEADLINE_MS };
+  const databases = Object.entries(m.databases ?? {}).map(([name, d]) => parseDatabaseSpec({ base: `databases.${name}.`, nameField: `databases.${name}`, prefix: 'lanes.yaml: ' }, name, d));
+  for (const d of databases) {
+    const clash = services.find((s) => s.name === databaseService(d.name));
+    if (clash) throw new InputError(`lanes.yaml: services.${clash.name}: the name is taken by database ${d.name}'s members; rename the service or the database`, `services.${clash.name}`);
+  }
+  return {
+    name: m.name,
+    services,
+    deadlineMs: m.deadline !== undefined ? parseDurationMs(m.deadline) : DEFAULT_ROLLOUT_DEADLINE_MS,
+    ...(databases.length > 0 ? { databases } : {}),
+  };
 }
 
 /** Parses and validates the text of a `lanes.yaml`. */

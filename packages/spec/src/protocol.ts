@@ -26,9 +26,10 @@ export interface DesiredInstance {
   readonly network: InstanceNetwork | null;
   /**
    * The instance serves a check endpoint (a primary_check) on a second port, given to it as
-   * CHECK_PORT and reported back as `checkPort`. Absent in older lists: false.
+   * CHECK_PORT and reported back as `checkPort`: true lets the supervisor pick it, a number
+   * fixes it (a database member's keeper, whose peers are told it). Absent in older lists: false.
    */
-  readonly checkPort?: boolean;
+  readonly checkPort?: boolean | number;
 }
 
 /** The inputs of the environment's network plan (`planEnvironment(cidr, envIndex, zones)` in @lanes/network). */
