@@ -7,6 +7,8 @@ export { migrationNames } from './migrations.js';
 export type {
   CertificateSource,
   Change,
+  DatabaseMember,
+  StoredDatabase,
   ChangeKind,
   Desired,
   DnsRecord,

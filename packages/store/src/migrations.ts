@@ -184,6 +184,34 @@ const edge: Migration = {
   },
 };
 
+/**
+ * Managed databases per environment (`databases:` in a manifest, `lanes db create`): the
+ * engine, backup settings and the members' fixed placement (zone, ports, address, the
+ * instance that runs each), kept for the database's life because a member's data lives
+ * in its zone. Their passwords are files under LANES_HOME, not rows here. A member runs as an
+ * instance of the platform's own programs (release 'platform', not a package): instances no
+ * longer reference a release row (createInstance checks the release instead).
+ */
+const databases: Migration = {
+  async up(db) {
+    await run(db, [
+      `alter table instances drop constraint instances_environment_id_release_fkey`,
+      `create table databases (
+        environment_id text not null references environments (id) on delete cascade,
+        name text not null,
+        engine text not null check (engine in ('postgres')),
+        source text not null check (source in ('manifest', 'api', 'restore')),
+        settings jsonb not null,
+        members jsonb not null,
+        restored_from jsonb,
+        phase text not null default 'active' check (phase in ('active', 'deleting')),
+        created_at timestamptz not null default now(),
+        primary key (environment_id, name)
+      )`,
+    ]);
+  },
+};
+
 const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_init': init,
   '0002_networks': networks,
@@ -192,6 +220,7 @@ const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0005_tcp_listeners': tcpListeners,
   '0006_edge': edge,
   '0007_dns_records': dnsRecords,
+  '0008_databases': databases,
 };
 
 export const migrationProvider: MigrationProvider = {

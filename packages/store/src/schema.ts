@@ -96,6 +96,18 @@ export interface DnsRecordsTable {
   updated_at: Timestamp;
 }
 
+export interface DatabasesTable {
+  environment_id: string;
+  name: string;
+  engine: string;
+  source: string;
+  settings: Jsonb;
+  members: Jsonb;
+  restored_from: Jsonb | null;
+  phase: string;
+  created_at: Timestamp;
+}
+
 export interface ZonesTable {
   name: string;
   agent_url: string;
@@ -132,6 +144,7 @@ export interface Database {
   tcp_listeners: TcpListenersTable;
   certificates: CertificatesTable;
   dns_records: DnsRecordsTable;
+  databases: DatabasesTable;
   zones: ZonesTable;
   events: EventsTable;
   api_tokens: ApiTokensTable;

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
-import { ConflictError, InputError, NotFoundError, checkLane, checkName } from '@lanes/spec';
+import { ConflictError, InputError, NotFoundError, PLATFORM_RELEASE, checkLane, checkName } from '@lanes/spec';
 import type { DnsHealthCheck, Manifest, ObservedInstance } from '@lanes/spec';
 import { isEdgeSettings, type EdgeSettings } from '@lanes/spec';
 import { Kysely, Migrator, PostgresDialect, sql, type RawBuilder, type Selectable, type Transaction } from 'kysely';
@@ -16,7 +16,8 @@ import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import { migrationProvider } from './migrations.js';
 import type { DnsRecordsTable } from './schema.js';
-import type { DnsRecord } from './types.js';
+import type { DatabasesTable } from './schema.js';
+import type { DnsRecord, StoredDatabase } from './types.js';
 import type { CertificatesTable, Database, EnvironmentsTable, EventsTable, ReleasesTable, TcpListenersTable, ZonesTable } from './schema.js';
 import type {
   CertificateSource,
@@ -232,6 +233,21 @@ function toRelease(r: Selectable<ReleasesTable>): Release {
 
 function toTcpListener(r: Selectable<TcpListenersTable>): TcpListener {
   return { environmentId: r.environment_id, service: r.service, port: r.port, createdAt: iso(r.created_at) };
+}
+
+function toDatabase(r: Selectable<DatabasesTable>): StoredDatabase {
+  const parse = (v: unknown): unknown => (typeof v === 'string' ? JSON.parse(v) : v);
+  return {
+    environmentId: r.environment_id,
+    name: r.name,
+    engine: r.engine as StoredDatabase['engine'],
+    source: r.source as StoredDatabase['source'],
+    settings: parse(r.settings) as StoredDatabase['settings'],
+    members: parse(r.members) as StoredDatabase['members'],
+    restoredFrom: r.restored_from === null ? null : (parse(r.restored_from) as StoredDatabase['restoredFrom']),
+    phase: r.phase as StoredDatabase['phase'],
+    createdAt: iso(r.created_at),
+  };
 }
 
 /** How often assignTcpPort retries after another environment took the port it chose. */
@@ -631,7 +647,7 @@ export class Store {
     return this.#write(async (trx, changes) => {
       // The row lock keeps a concurrent deleteEnvironment from removing the environment under us.
       const env = await this.#envRow(trx, input.environmentId, true);
-      const rel = await trx.selectFrom('releases').select('hash').where('environment_id', '=', env.id).where('hash', '=', input.release).executeTakeFirst();
+      const rel = input.release === PLATFORM_RELEASE || (await trx.selectFrom('releases').select('hash').where('environment_id', '=', env.id).where('hash', '=', input.release).executeTakeFirst());
       if (!rel) throw new NotFoundError(`release "${input.release}" not found in environment "${env.tenant}/${env.name}"; create the release first`);
       const dup = await trx.selectFrom('instances').select('id').where('id', '=', input.id).executeTakeFirst();
       if (dup) throw new ConflictError(`instance "${input.id}" already exists; pick another id`);
@@ -875,6 +891,70 @@ export class Store {
     const r = await this.#db.deleteFrom('dns_records').where('name', '=', name).returning('name').executeTakeFirst();
     if (!r) throw new NotFoundError(`dns record "${name}" not found; see lanes dns list`);
     this.#emit([change('dns')]);
+  }
+
+  // ---- databases ----
+
+  /** The managed databases (of one environment, or all), by environment and name. */
+  async listDatabases(environmentId?: string): Promise<StoredDatabase[]> {
+    let q = this.#db.selectFrom('databases').selectAll();
+    if (environmentId !== undefined) q = q.where('environment_id', '=', environmentId);
+    return (await q.orderBy('environment_id').orderBy('name').execute()).map(toDatabase);
+  }
+
+  /** NotFoundError naming the database when the environment has none of that name. */
+  async getDatabase(environmentId: string, name: string): Promise<StoredDatabase> {
+    const r = await this.#db.selectFrom('databases').selectAll().where('environment_id', '=', environmentId).where('name', '=', name).executeTakeFirst();
+    if (!r) {
+      const env = await this.#db.selectFrom('environments').select(['tenant', 'name']).where('id', '=', environmentId).executeTakeFirst();
+      throw new NotFoundError(`database ${JSON.stringify(name)} not found in ${env ? `${env.tenant}/${env.name}` : 'this environment'}; see lanes db list`);
+    }
+    return toDatabase(r);
+  }
+
+  /**
+   * Records a new database with its members' placement; a ConflictError when the
+   * environment already has one of that name (nothing is changed then).
+   */
+  async createDatabase(input: Omit<StoredDatabase, 'phase' | 'createdAt'>): Promise<StoredDatabase> {
+    return this.#write(async (trx, changes) => {
+      const env = await this.#envRow(trx, input.environmentId, true);
+      if (env.phase !== 'active') throw new ConflictError(`environment ${env.tenant}/${env.name} is being deleted`);
+      const r = await trx
+        .insertInto('databases')
+        .values({
+          environment_id: input.environmentId,
+          name: input.name,
+          engine: input.engine,
+          source: input.source,
+          settings: jsonb(input.settings),
+          members: jsonb(input.members),
+          restored_from: input.restoredFrom === null ? sql`null::jsonb` : jsonb(input.restoredFrom),
+          phase: 'active',
+        })
+        .onConflict((oc) => oc.doNothing())
+        .returningAll()
+        .executeTakeFirst();
+      if (!r) throw new ConflictError(`database ${JSON.stringify(input.name)} already exists in ${env.tenant}/${env.name}; see lanes db status ${env.tenant}/${env.name} ${input.name}`);
+      changes.push(change('database', { tenant: env.tenant, environment: env.name, environmentId: input.environmentId }));
+      return toDatabase(r);
+    });
+  }
+
+  async setDatabasePhase(environmentId: string, name: string, phase: StoredDatabase['phase']): Promise<void> {
+    await this.#write(async (trx, changes) => {
+      const r = await trx.updateTable('databases').set({ phase }).where('environment_id', '=', environmentId).where('name', '=', name).returning('name').executeTakeFirst();
+      if (!r) throw new NotFoundError(`database ${JSON.stringify(name)} not found`);
+      changes.push(change('database', { environmentId }));
+    });
+  }
+
+  /** Removes a database's record (its members are stopped and its data removed first). */
+  async deleteDatabase(environmentId: string, name: string): Promise<void> {
+    await this.#write(async (trx, changes) => {
+      await trx.deleteFrom('databases').where('environment_id', '=', environmentId).where('name', '=', name).execute();
+      changes.push(change('database', { environmentId }));
+    });
   }
 
   // ---- zones ----

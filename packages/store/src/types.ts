@@ -101,6 +101,34 @@ export interface DnsRecord {
   readonly updatedAt: string;
 }
 
+/** One member of a managed database: a keeper with its data, or the arbiter (no data). */
+export interface DatabaseMember {
+  readonly name: string;
+  readonly kind: 'member' | 'arbiter';
+  /** Its zone, for its whole life (its data lives there). */
+  readonly zone: string;
+  /** The instance that runs it (`db-main-a-1f2e3d`). */
+  readonly instance: string;
+  /** PostgreSQL's port (arbiter: its HTTP port). */
+  readonly port: number;
+  /** The keeper's HTTP port (/mirrorstatus, /status); the arbiter's is `port`. */
+  readonly checkPort: number;
+  /** Its address in the environment's private network; null without isolation. */
+  readonly address: string | null;
+}
+
+export interface StoredDatabase {
+  readonly environmentId: string;
+  readonly name: string;
+  readonly engine: 'postgres';
+  readonly source: 'manifest' | 'api' | 'restore';
+  readonly settings: { readonly backupIntervalMs: number; readonly backupRetentionMs: number };
+  readonly members: readonly DatabaseMember[];
+  readonly restoredFrom: { readonly database: string; readonly toTime: string } | null;
+  readonly phase: 'active' | 'deleting';
+  readonly createdAt: string;
+}
+
 export interface Zone {
   readonly name: string;
   readonly agentUrl: string;
@@ -126,7 +154,7 @@ export interface Token {
   readonly role: TokenRole;
 }
 
-export type ChangeKind = 'tenant' | 'environment' | 'release' | 'service' | 'instance' | 'zone' | 'event' | 'dns';
+export type ChangeKind = 'tenant' | 'environment' | 'release' | 'service' | 'instance' | 'zone' | 'event' | 'dns' | 'database';
 
 /** One committed write, as told to onChange listeners. */
 export interface Change {
