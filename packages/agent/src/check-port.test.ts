@@ -25,12 +25,14 @@ async function withApps(fn: (apps: Awaited<ReturnType<typeof writeTestApps>>, su
   }
 }
 
-test('checkPort is an optional boolean of a desired instance; absent means none', () => {
+test('checkPort is optional: true (the supervisor picks it) or a fixed port; absent means none', () => {
   assert.equal(parseDesiredInstance('i', desired('w', 'server.mjs')).checkPort, undefined);
   assert.equal(parseDesiredInstance('i', { ...desired('w', 'server.mjs'), checkPort: false }).checkPort, undefined);
   assert.equal(parseDesiredInstance('i', { ...desired('w', 'server.mjs'), checkPort: true }).checkPort, true);
-  assert.throws(() => parseDesiredInstance('i', { ...desired('w', 'server.mjs'), checkPort: 'yes' }), /i\.checkPort: "yes" should be true or false/);
-  assert.throws(() => parseDesiredInstance('i', { ...desired('w', 'server.mjs'), checkPort: 8081 }), /i\.checkPort: 8081 should be true or false/);
+  assert.equal(parseDesiredInstance('i', { ...desired('w', 'server.mjs'), checkPort: 8081 }).checkPort, 8081, 'a database keeper has a fixed one');
+  assert.throws(() => parseDesiredInstance('i', { ...desired('w', 'server.mjs'), checkPort: 'yes' }), /i\.checkPort: "yes"/);
+  assert.throws(() => parseDesiredInstance('i', { ...desired('w', 'server.mjs'), checkPort: 70_000 }), /i\.checkPort: 70000/);
+  assert.throws(() => parseDesiredInstance('i', { ...desired('w', 'server.mjs'), checkPort: 0 }), /i\.checkPort: 0/);
 });
 
 test('in a private network the check port is the one next to PORT', () => {

@@ -6,10 +6,11 @@
  */
 import { chmod, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { request } from 'undici';
 import { extractArchive } from '@lanes/archive';
-import type { AgentReport, AgentWatchMessage } from '@lanes/spec';
+import { PLATFORM_RELEASE, type AgentReport, type AgentWatchMessage } from '@lanes/spec';
 import type { Supervisor } from './supervisor.js';
 import { isRecord, parseDesiredList, parseNetworkList } from './validate.js';
 
@@ -205,6 +206,8 @@ export interface PackageResolverOptions {
 }
 
 const HASH_RE = /^[0-9a-f]{64}$/;
+/** The working directory of instances of the platform's own programs: this package's directory. */
+const PLATFORM_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /**
  * `resolvePackage` for the Supervisor: `stateDir/packages/<hash>` when present, else the
@@ -263,6 +266,8 @@ export function createPackageResolver(opts: PackageResolverOptions): (hash: stri
   };
 
   return async (hash: string): Promise<string> => {
+    // The platform's own programs (a database member's keeper): they run from the install.
+    if (hash === PLATFORM_RELEASE) return PLATFORM_DIR;
     if (!HASH_RE.test(hash)) throw new Error(`release: ${JSON.stringify(hash)} is not a package hash (64 lower-case hex characters)`);
     const dest = path.join(root, hash);
     if (await exists(dest)) return dest;

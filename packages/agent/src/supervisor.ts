@@ -272,7 +272,7 @@ export class Supervisor {
       address: s.desired.network?.address ?? this.address,
       port: s.port,
       // Only instances that asked for one report it, so other reports stay as they were.
-      ...(s.desired.checkPort === true ? { checkPort: s.checkPort } : {}),
+      ...(s.desired.checkPort !== undefined && s.desired.checkPort !== false ? { checkPort: s.checkPort } : {}),
       healthy: s.healthy,
       restarts: s.restarts,
       lastExitCode: s.lastExitCode,
@@ -432,8 +432,8 @@ export class Supervisor {
       port = await this.choosePort(slot);
       if (slot.generation !== gen) return;
       slot.port = port;
-      if (d.checkPort === true) {
-        checkPort = await this.chooseCheckPort(slot, port);
+      if (d.checkPort !== undefined && d.checkPort !== false) {
+        checkPort = typeof d.checkPort === 'number' ? d.checkPort : await this.chooseCheckPort(slot, port);
         if (slot.generation !== gen) return;
         slot.checkPort = checkPort;
       }

@@ -193,7 +193,8 @@ export function parseDesiredInstance(field: string, value: unknown): DesiredInst
   if (typeof listens !== 'boolean') throw new InputError(`${field}.listens: ${describe(listens)} should be true or false`, `${field}.listens`);
   // Absent in lists from an older control plane (and in older state files): no check port.
   const checkPort = value['checkPort'];
-  if (checkPort !== undefined && typeof checkPort !== 'boolean') throw new InputError(`${field}.checkPort: ${describe(checkPort)} should be true or false`, `${field}.checkPort`);
+  // true: a free port the supervisor picks; a number: that port (a database member's keeper, whose peers know it).
+  if (checkPort !== undefined && typeof checkPort !== 'boolean') int(`${field}.checkPort`, checkPort, 1, 65_535);
   return {
     id: checkInstanceId(`${field}.id`, value['id']),
     tenant: str(`${field}.tenant`, value['tenant']),
@@ -207,7 +208,7 @@ export function parseDesiredInstance(field: string, value: unknown): DesiredInst
     health: health(`${field}.health`, value['health'] ?? null),
     stopGraceMs: int(`${field}.stopGraceMs`, value['stopGraceMs'], 0, 3_600_000),
     network: parseInstanceNetwork(`${field}.network`, value['network']),
-    ...(checkPort === true ? { checkPort: true } : {}),
+    ...(checkPort === true || typeof checkPort === 'number' ? { checkPort: checkPort as true | number } : {}),
   };
 }
 
