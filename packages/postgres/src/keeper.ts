@@ -814,9 +814,10 @@ export class Keeper {
     this.#pgRole = 'primary';
     this.#phase = 'primary';
     this.#upstream = null;
+    // In the history from the moment /status says primary.
+    this.#pushHistory({ at: startedAt.toISOString(), term: this.#state.record.term, primary: this.#c.name, reason });
     await this.#writeConfig('primary', null);
     await client.query('select pg_reload_conf()');
-    this.#pushHistory({ at: startedAt.toISOString(), term: this.#state.record.term, primary: this.#c.name, reason });
     await this.#persist();
     this.#log.info({ term: this.#state.record.term, reason }, 'promoted');
   }
