@@ -16,7 +16,7 @@ const ALLOWED = {
   pki: ['spec'],
   dns: ['spec', 'runtime'],
   postgres: ['spec'],
-  controlplane: ['spec', 'archive', 'store', 'network', 'pki'],
+  controlplane: ['spec', 'archive', 'store', 'network', 'pki', 'postgres'],
   cli: ['spec', 'archive', 'network'],
 };
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');

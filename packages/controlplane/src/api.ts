@@ -6,7 +6,7 @@ import { createReadStream } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { request as undiciRequest } from 'undici';
-import { NotAllowedError, NotFoundError, UnauthenticatedError, checkName, environmentHost, type AgentReport, type LogLine } from '@lanes/spec';
+import { NotAllowedError, NotFoundError, UnauthenticatedError, checkName, checkDatabaseName, environmentHost, type AgentReport, type LogLine } from '@lanes/spec';
 import { parseInput, sendProblem } from './http-errors.js';
 import { registerDnsApi } from './dns.js';
 import { openApiDocument } from './openapi.js';
@@ -188,6 +188,36 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
   app.delete<{ Params: Params }>('/v1/tenants/:tenant/environments/:env', async (req, reply) => {
     const env = await platform.deleteEnvironment(req.params.tenant, req.params.env);
     return reply.code(202).send(envOut(env));
+  });
+
+  // ---- managed databases (status, switchover and backups go through the members' keepers)
+  type DbParams = Params & { db: string };
+  const dbBase = '/v1/tenants/:tenant/environments/:env/databases';
+  app.get<{ Params: Params }>(dbBase, async (req) => {
+    const env = await platform.environment(req.params.tenant, req.params.env);
+    const dbs = await platform.store.listDatabases(env.id);
+    return { databases: await Promise.all(dbs.map((d) => platform.databaseStatus(env, d.name))) };
+  });
+  app.post<{ Params: Params }>(dbBase, async (req, reply) => reply.code(201).send(await platform.createDatabase(req.params.tenant, req.params.env, req.body)));
+  app.get<{ Params: DbParams }>(`${dbBase}/:db`, async (req) => platform.databaseStatus(await platform.environment(req.params.tenant, req.params.env), checkDatabaseName('database', req.params.db)));
+  // The full URL with its password, for the operator's own tools (services get it as DATABASE_URL).
+  app.get<{ Params: DbParams }>(`${dbBase}/:db/url`, async (req) => platform.databaseUrl(await platform.environment(req.params.tenant, req.params.env), checkDatabaseName('database', req.params.db)));
+  app.delete<{ Params: DbParams }>(`${dbBase}/:db`, async (req, reply) => {
+    const db = await platform.databases.delete(await platform.environment(req.params.tenant, req.params.env), checkDatabaseName('database', req.params.db));
+    return reply.code(202).send({ name: db.name, phase: db.phase });
+  });
+  app.post<{ Params: DbParams }>(`${dbBase}/:db/switchover`, async (req) => {
+    const to = (req.body as Record<string, unknown> | null | undefined)?.['to'];
+    return platform.databases.switchover(await platform.environment(req.params.tenant, req.params.env), checkDatabaseName('database', req.params.db), to);
+  });
+  app.post<{ Params: DbParams }>(`${dbBase}/:db/backups`, async (req, reply) => reply.code(201).send(await platform.databases.backup(await platform.environment(req.params.tenant, req.params.env), checkDatabaseName('database', req.params.db))));
+  app.get<{ Params: DbParams }>(`${dbBase}/:db/backups`, async (req) => platform.databases.backups(await platform.environment(req.params.tenant, req.params.env), checkDatabaseName('database', req.params.db)));
+  app.post<{ Params: DbParams }>(`${dbBase}/:db/restore`, async (req, reply) => {
+    const env = await platform.environment(req.params.tenant, req.params.env);
+    const db = await platform.databases.restore(env, checkDatabaseName('database', req.params.db), req.body);
+    platform.kick();
+    await platform.settle();
+    return reply.code(201).send(await platform.databaseStatus(env, db.name));
   });
 
   // ---- TLS: the platform CA and each environment's certificate (never its key)

@@ -34,6 +34,8 @@ const schema = z.object({
   instancePort: z.coerce.number().int().min(1024).max(65535).default(8080),
   /** Platform TCP ports the gateway listens on, one per tcp service of an environment (LANES_TCP_PORTS). @default '30000-30999' */
   tcpPorts: z.string().regex(/^\d{1,5}-\d{1,5}$/, 'must be a port range FIRST-LAST, e.g. 30000-30999').default('30000-30999'),
+  /** Ports of database members without isolation (PostgreSQL and keeper, two each; LANES_DATABASE_PORTS). @default '15000-15999' */
+  databasePorts: z.string().regex(/^\d{1,5}-\d{1,5}$/, 'must be a port range FIRST-LAST, e.g. 15000-15999').default('15000-15999'),
   /** Lifetime of the certificates the platform CA issues (LANES_CERT_LIFETIME): 90d, 12h, 30s…; renewed when a third is left. @default '90d' */
   certLifetime: z.string().default('90d'),
   /** The gateway's public addresses, answered by the platform DNS for every host (`--public-address`, repeatable or a comma list). @default '127.0.0.1,::1' */
@@ -48,6 +50,8 @@ export type Config = Readonly<z.infer<typeof schema>> & {
   readonly zoneList: readonly string[];
   /** `tcpPorts` parsed. */
   readonly tcpPortRange: { readonly first: number; readonly last: number };
+  /** `databasePorts` parsed. */
+  readonly databasePortRange: { readonly first: number; readonly last: number };
   /** `certLifetime` parsed. */
   readonly certLifetimeMs: number;
   /** `publicAddresses` parsed, by family. */
@@ -115,6 +119,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
     zoneGraceMs: values['zone-grace-ms'] ?? env['LANES_ZONE_GRACE_MS'],
     tcpPorts: values['tcp-ports'] ?? (env['LANES_TCP_PORTS'] || undefined),
     certLifetime: values['cert-lifetime'] ?? (env['LANES_CERT_LIFETIME'] || undefined),
+    databasePorts: env['LANES_DATABASE_PORTS'] || undefined,
     publicAddresses: values['public-address']?.join(','),
     dnsTtl: values['dns-ttl'],
   };
@@ -128,6 +133,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
     ...parsed.data,
     zoneList: Object.freeze(parseZones(parsed.data.zones)),
     tcpPortRange: Object.freeze(parsePortRange('tcpPorts', parsed.data.tcpPorts)),
+    databasePortRange: Object.freeze(parsePortRange('databasePorts', parsed.data.databasePorts)),
     certLifetimeMs: parseLifetimeMs('certLifetime', parsed.data.certLifetime),
     publicAddressList: parsePublicAddresses('publicAddresses', parsed.data.publicAddresses),
   });

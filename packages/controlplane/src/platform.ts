@@ -25,6 +25,8 @@ import {
   OUTLIER_DEFAULTS,
   checkLane,
   checkName,
+  databaseService,
+  databaseVariable,
   recommendInstances,
   decideEnvironment,
   effectiveCount,
@@ -50,6 +52,7 @@ import { Certificates } from './certificates.js';
 import type { Config } from './config.js';
 import { Hub } from './hub.js';
 import { DnsFeed } from './dns.js';
+import { DATABASE_PRIMARY_CHECK, Databases, type DatabaseStatus } from './databases.js';
 import { ZoneRegistry } from './zones.js';
 
 type Environment = Awaited<ReturnType<Store['getEnvironment']>>;
@@ -99,6 +102,8 @@ export class Platform {
   readonly packagesDir: string;
   /** The platform CA and every environment's certificate. */
   readonly certificates: Certificates;
+  /** Managed databases: their records, members, keepers' API. */
+  readonly databases: Databases;
   #revision = Date.now();
   #table: RoutingTable;
   #dirty = false;
@@ -128,6 +133,15 @@ export class Platform {
     this.dns = new DnsFeed(config);
     this.packagesDir = path.join(config.home, 'packages');
     this.certificates = new Certificates(store, config, log.child({ component: 'certificates' }), (e) => this.event(e));
+    this.databases = new Databases({
+      store,
+      config,
+      log: log.child({ component: 'databases' }),
+      zones: this.zones,
+      event: (e) => this.event(e),
+      tcpAddress: () => this.tcpAddress(),
+      manifestOf: (id, hash) => this.manifestOf(id, hash),
+    });
     this.#table = { revision: this.#revision, generatedAt: new Date().toISOString(), hosts: [] };
   }
 
@@ -198,9 +212,15 @@ export class Platform {
         });
       }
     }
+    // Databases first: their members' instances and TCP ports exist before services are
+    // published, so a release's first instances start with their DATABASE_URL.
+    await this.databases.reconcile(await this.store.listEnvironments());
+    await this.syncTcpListeners();
     for (const env of await this.store.listEnvironments()) {
       if (env.phase === 'active' && env.currentRelease) {
         await this.autoscale(env, await this.manifestOf(env.id, env.currentRelease), await this.store.getScales(env.id));
+        // A release's services start with their DATABASE_URL: not before its databases have their port.
+        if (!(await this.databases.readyFor(env, await this.manifestOf(env.id, env.currentRelease)))) continue;
       }
       const view = await this.viewOf(env);
       // Placement uses the live zones (view.zones); stopped instances are forgotten once a
@@ -226,6 +246,8 @@ export class Platform {
     for (const env of await this.store.listEnvironments()) {
       const scope = { tenant: env.tenant, environment: env.name };
       const wanted = env.phase === 'active' && env.currentRelease ? (await this.manifestOf(env.id, env.currentRelease)).services.filter((s) => s.tcp === true).map((s) => s.name) : [];
+      // Each database is reached on a platform TCP port of its own, routed to its primary.
+      if (env.phase === 'active') for (const db of await this.store.listDatabases(env.id)) if (db.phase === 'active') wanted.push(databaseService(db.name));
       const held = listeners.filter((l) => l.environmentId === env.id);
       for (const l of held) {
         if (wanted.includes(l.service)) continue;
@@ -262,7 +284,9 @@ export class Platform {
   }
 
   async viewOf(env: Environment): Promise<EnvironmentView> {
-    const rows = await this.store.listInstances({ environmentId: env.id });
+    // Database members are placed by their database, not by the scheduler; an environment
+    // being deleted hands them over, so they are stopped with everything else.
+    const rows = (await this.store.listInstances({ environmentId: env.id })).filter((r) => env.phase !== 'active' || !Databases.isMember(r));
     const release = env.currentRelease ? { hash: env.currentRelease, manifest: await this.manifestOf(env.id, env.currentRelease) } : null;
     return {
       lane: env.lane,
@@ -480,12 +504,27 @@ export class Platform {
     const byId = new Map(envs.map((e) => [e.id, e]));
     const rows = await this.store.listInstances();
     const perZone = new Map<string, DesiredInstance[]>(this.zones.names.map((z) => [z, []]));
+    const dbs = await this.store.listDatabases();
+    const listeners = await this.store.listTcpListeners();
+    const tcpPorts = new Map(listeners.map((l) => [`${l.environmentId}/${l.service}`, l.port]));
+    const variables = new Map<string, Record<string, string>>();
     for (const r of rows) {
       if (r.desired !== 'running') continue;
-      const svc = (await this.manifestOf(r.environmentId, r.release)).services.find((s) => s.name === r.service);
       const list = perZone.get(r.zone);
-      if (!svc || !list) continue;
       const env = byId.get(r.environmentId);
+      if (!list || !env) continue;
+      if (Databases.isMember(r)) {
+        const d = this.databases.desiredOf(r, env, dbs);
+        if (d) list.push(d);
+        continue;
+      }
+      const svc = (await this.manifestOf(r.environmentId, r.release)).services.find((s) => s.name === r.service);
+      if (!svc) continue;
+      let vars = variables.get(env.id);
+      if (!vars) {
+        vars = await this.databases.variablesOf(env, dbs, tcpPorts);
+        variables.set(env.id, vars);
+      }
       const network = env?.netIndex != null && r.address ? { envIndex: env.netIndex, cidr: this.config.networkCidr, zones: this.zones.names, address: r.address } : null;
       list.push({
         id: r.id,
@@ -494,7 +533,8 @@ export class Platform {
         service: r.service,
         release: r.release,
         argv: svc.argv,
-        env: svc.env,
+        // The manifest's own variables win over the platform's (a DATABASE_URL of its own).
+        env: { ...vars, ...svc.env },
         // In its own network every instance has its own address, so all can use one port.
         port: network ? (svc.port ?? this.config.instancePort) : svc.port,
         listens: svc.http || svc.tcp || svc.port !== null,
@@ -540,9 +580,23 @@ export class Platform {
     }
     hosts.sort((a, b) => a.host.localeCompare(b.host));
     const tcp: TcpRoute[] = [];
-    for (const l of await this.store.listTcpListeners()) {
+    for (const l of listeners) {
       const env = byId.get(l.environmentId);
-      if (!env || env.phase !== 'active' || !env.currentRelease) continue;
+      if (!env || env.phase !== 'active') continue;
+      const db = dbs.find((d) => d.environmentId === env.id && databaseService(d.name) === l.service && d.phase === 'active');
+      if (db) {
+        tcp.push({
+          port: l.port,
+          tenant: env.tenant,
+          environment: env.name,
+          service: l.service,
+          endpoints: Databases.endpointsOf(db, rows.filter((r) => r.environmentId === env.id), (z) => this.zones.routable(z)),
+          primaryCheck: DATABASE_PRIMARY_CHECK,
+          ...(env.edge ? { allow: env.edge.allow, deny: env.edge.deny } : {}),
+        });
+        continue;
+      }
+      if (!env.currentRelease) continue;
       const svc = (await this.manifestOf(env.id, env.currentRelease)).services.find((s) => s.name === l.service && s.tcp === true);
       if (!svc) continue;
       const primaryCheck = svc.primaryCheck ?? null;
@@ -582,9 +636,11 @@ export class Platform {
   async networkOf(env: Environment, rows: readonly InstanceRow[]): Promise<EnvironmentNetwork> {
     const groups: ServiceGroup[] = [];
     const services = new Map<string, InstanceRow[]>();
+    const members: InstanceRow[] = [];
     for (const r of rows) {
       if (r.desired !== 'running' || !r.address) continue;
-      services.set(r.service, [...(services.get(r.service) ?? []), r]);
+      if (Databases.isMember(r)) members.push(r);
+      else services.set(r.service, [...(services.get(r.service) ?? []), r]);
     }
     const current = env.currentRelease ? await this.manifestOf(env.id, env.currentRelease) : null;
     for (const [service, insts] of [...services].sort(([a], [b]) => a.localeCompare(b))) {
@@ -601,6 +657,12 @@ export class Platform {
         // The gateway's link connects to http services and to tcp services (their platform TCP port).
         http: (spec?.http ?? false) || spec?.tcp === true,
       });
+    }
+    // A database's members: PostgreSQL, the keepers' HTTP (lease RPC, checks) and the arbiter.
+    const byDb = new Map<string, string[]>();
+    for (const r of members) byDb.set(r.service, [...(byDb.get(r.service) ?? []), r.address as string]);
+    for (const [service, addresses] of [...byDb].sort(([a], [b]) => a.localeCompare(b))) {
+      groups.push({ service, addresses: addresses.sort(), ports: [5432, 5433, 7400], allowFrom: null, http: true });
     }
     return {
       envIndex: env.netIndex as number,
@@ -726,6 +788,36 @@ export class Platform {
     return next;
   }
 
+  /**
+   * `lanes db create`: a database of the environment. Services already running get its
+   * DATABASE_URL through a rolling restart (replacements first, then the old instances).
+   */
+  async createDatabase(tenant: string, name: string, body: unknown): Promise<DatabaseStatus> {
+    const env = await this.environment(tenant, name);
+    const spec = this.databases.parseCreate(body);
+    await this.databases.create(env, spec, 'api');
+    this.kick();
+    await this.settle();
+    if (env.currentRelease) {
+      await this.store.setRunState(env.id, null, { restart: true });
+      await this.event({ tenant, environment: name, reason: 'Restarted', object: `environment/${tenant}/${name}`, message: `restarting the services of ${tenant}/${name} (rolling) so they get the URL of database ${spec.name}` });
+    }
+    return this.databaseStatus(env, spec.name);
+  }
+
+  async databaseUrl(env: Environment, name: string): Promise<{ url: string; variable: string }> {
+    const db = await this.store.getDatabase(env.id, name);
+    const ports = new Map((await this.store.listTcpListeners(env.id)).map((l) => [`${l.environmentId}/${l.service}`, l.port]));
+    const url = (await this.databases.variablesOf(env, [db], ports))[databaseVariable(name)];
+    if (url === undefined) throw new ConflictError(`database ${name} has no platform TCP port yet; try again in a moment`);
+    return { url, variable: databaseVariable(name) };
+  }
+
+  async databaseStatus(env: Environment, name: string): Promise<DatabaseStatus> {
+    const ports = new Map((await this.store.listTcpListeners(env.id)).map((l) => [`${l.environmentId}/${l.service}`, l.port]));
+    return this.databases.status(env, name, ports);
+  }
+
   /** A simulated zone outage: the zone takes no traffic and no new instances until it is up. */
   async setZoneDown(zone: string, down: boolean): Promise<void> {
     if (!this.zones.has(zone)) throw new NotFoundError(`zone ${JSON.stringify(zone)} is not a zone of this platform (${this.zones.names.join(', ')})`);
@@ -762,6 +854,7 @@ export class Platform {
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
+    await this.databases.checkRelease(env, manifest);
     const file = path.join(this.packagesDir, `${hash}.tgz`);
     try {
       await stat(file);
