@@ -1,6 +1,7 @@
 /**
  * Freezing a zone for a simulated outage on one machine: SIGSTOP of the zone supervisor's
- * process group and of every instance process group it runs, SIGCONT to end it. Pids come
+ * process group and of every instance process group it runs (and of every process those
+ * started in groups of their own), SIGCONT to end it. Pids come
  * from context.json and the supervisor's own files, read defensively as `lanes down` does;
  * each is checked alive, ours, and (where a start time was recorded) not a reused pid.
  * A stopped process stays alive for everyone watching it (the launcher's child 'exit' and
@@ -15,7 +16,7 @@ import {
   type FrozenProcess,
   type LanesContext,
 } from './home.js';
-import { isAlive, isOurs, processState, signalGroup, sleep, startTime } from './procs.js';
+import { descendants, isAlive, isOurs, processState, signalGroup, sleep, startTime } from './procs.js';
 
 /** The zone supervisor's pid: from context.json and its readiness file, alive and ours. */
 export async function supervisorPids(home: string, ctx: LanesContext | null, zone: string): Promise<number[]> {
@@ -64,6 +65,13 @@ export async function freezeZone(home: string, ctx: LanesContext | null, zone: s
   }
   await waitStopped(supervisors.map((p) => p.pid), 2_000);
   const instances = await instanceProcesses(home, zone);
+  // What an instance started in groups of its own (a database keeper's PostgreSQL) is on the
+  // same machine: it goes dark too, and is recorded so that zone up continues it.
+  for (const p of [...instances]) {
+    for (const child of descendants(p.pid)) {
+      if (!instances.some((x) => x.pid === child)) instances.push({ pid: child, startTime: startTime(child) });
+    }
+  }
   for (const p of instances) signalGroup(p.pid, 'SIGSTOP');
   await waitStopped(instances.map((p) => p.pid), 2_000);
   return { supervisors, instances };

@@ -91,6 +91,66 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
     usage: 'lanes rollback TENANT/ENV [RELEASE] [--timeout 120s]',
     summary: 'go back to an earlier release (id prefix or version; by default the one before the current) and follow its rollout',
   },
+  db: {
+    usage: 'lanes db list|create|status|switchover|backup|backups|restore|delete TENANT/ENV ...',
+    summary: "manage an environment's databases: replicated PostgreSQL with backups and point-in-time restore",
+    details: [
+      'lanes db list TENANT/ENV [--json]',
+      'lanes db create TENANT/ENV NAME [--engine postgres] [--backup-interval 24h] [--backup-retention 10d] [--json]',
+      'lanes db status TENANT/ENV NAME [--json]',
+      'lanes db switchover TENANT/ENV NAME [--to MEMBER]',
+      'lanes db backup TENANT/ENV NAME [--json]',
+      'lanes db backups TENANT/ENV NAME [--json]',
+      'lanes db restore TENANT/ENV NAME --to-time TIME --as NEWNAME [--json]',
+      'lanes db delete TENANT/ENV NAME',
+      'The environment\'s services get each URL in variables (lanes db status lists them, e.g. DATABASE_URL_MAIN).',
+    ],
+  },
+  'db list': {
+    usage: 'lanes db list TENANT/ENV [--json]',
+    summary: 'list the databases of an environment with their primary and URL (password shown as ****)',
+    details: ['--json  the API\'s answer as is'],
+  },
+  'db create': {
+    usage: 'lanes db create TENANT/ENV NAME [--engine postgres] [--backup-interval 24h] [--backup-retention 10d] [--json]',
+    summary: 'create a database: with lane double a primary and a standby in two zones and an arbiter in a third',
+    details: [
+      '--engine            the database engine (default postgres; the control plane says which it knows)',
+      '--backup-interval   how often a base backup is taken (default 24h); WAL is archived continuously',
+      '--backup-retention  how long backups and WAL are kept: the point-in-time window (default 10d)',
+      'NAME is 1-27 characters a-z, 0-9 and \'-\'. Databases declared in lanes.yaml (databases:) are created by deploy.',
+    ],
+  },
+  'db status': {
+    usage: 'lanes db status TENANT/ENV NAME [--json]',
+    summary: 'show a database: URL, primary, backups, its members (role, zone, pid, replication lag) and failovers',
+    details: ['--json  the API\'s answer as is'],
+  },
+  'db switchover': {
+    usage: 'lanes db switchover TENANT/ENV NAME [--to MEMBER]',
+    summary: 'hand the primary role to the synchronous standby (or --to MEMBER) without losing writes',
+    details: ['The primary stops, the standby replays everything it wrote, then takes over with a new term; this takes up to a minute.'],
+  },
+  'db backup': {
+    usage: 'lanes db backup TENANT/ENV NAME [--json]',
+    summary: 'take a base backup now (besides the scheduled ones) and wait for it',
+  },
+  'db backups': {
+    usage: 'lanes db backups TENANT/ENV NAME [--json]',
+    summary: 'list the base backups of a database and the window it can be restored in',
+  },
+  'db restore': {
+    usage: 'lanes db restore TENANT/ENV NAME --to-time TIME --as NEWNAME [--json]',
+    summary: 'restore a database as it was at TIME into a new database NEWNAME (the original stays as it is)',
+    details: [
+      '--to-time  the moment to restore to, e.g. 2026-01-02T15:04:05Z; within the retention window (lanes db backups)',
+      '--as       the new database\'s name',
+    ],
+  },
+  'db delete': {
+    usage: 'lanes db delete TENANT/ENV NAME',
+    summary: 'delete a database: its members stop; its backups are kept',
+  },
   zone: {
     usage: 'lanes zone list|down|up [ZONE]',
     summary: 'show zones, or simulate an availability-zone outage',
@@ -190,7 +250,7 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
   help: { usage: 'lanes help [COMMAND]', summary: 'show help' },
 };
 
-const TOP_LEVEL = ['up', 'down', 'tenant', 'env', 'deploy', 'status', 'scale', 'logs', 'events', 'releases', 'rollback', 'stop', 'start', 'restart', 'zone', 'dns', 'edge', 'ca', 'cert', 'help'];
+const TOP_LEVEL = ['up', 'down', 'tenant', 'env', 'deploy', 'status', 'scale', 'logs', 'events', 'releases', 'rollback', 'stop', 'start', 'restart', 'db', 'zone', 'dns', 'edge', 'ca', 'cert', 'help'];
 
 export function usageOf(command: string): string {
   return HELP[command]?.usage ?? `lanes ${command}`;

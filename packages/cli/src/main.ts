@@ -13,6 +13,7 @@ import { zoneCommand } from './zone.js';
 import { edgeCommand } from './edge.js';
 import { dnsCommand } from './dns.js';
 import { caCommand, certCommand } from './cert.js';
+import { dbCommand } from './db.js';
 
 type Handler = (ctx: CommandContext, argv: readonly string[]) => Promise<number>;
 
@@ -31,6 +32,7 @@ const COMMANDS: Readonly<Record<string, Handler>> = {
   stop: runStateCommand('stop'),
   start: runStateCommand('start'),
   restart: runStateCommand('restart'),
+  db: dbCommand,
   zone: zoneCommand,
   edge: edgeCommand,
   dns: dnsCommand,

@@ -2,7 +2,7 @@
  * Process checks and signals by pid: is it alive (zombies count as gone), does it look like
  * ours (so a recycled pid is never killed), stop it gracefully and then for good.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -115,4 +115,35 @@ export async function terminate(pid: number, { graceMs = 10_000, group = true } 
   send('SIGKILL');
   await waitForExit(pid, 2_000);
   return 'killed';
+}
+
+/** Every live descendant of `pid` (its children, theirs, …), from /proc's parent links. */
+export function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${e}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const ppid = Number(text.slice(text.lastIndexOf(')') + 1).trim().split(' ')[1]);
+    if (Number.isInteger(ppid)) children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
+  }
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    for (const c of children.get(queue.shift() as number) ?? []) {
+      out.push(c);
+      queue.push(c);
+    }
+  }
+  return out;
 }
