@@ -284,7 +284,7 @@ export function timeFlag(flag: string, value: string): string {
   return value;
 }
 
-const SUBCOMMANDS = ['list', 'create', 'status', 'switchover', 'backup', 'backups', 'restore', 'delete'] as const;
+const SUBCOMMANDS = ['list', 'create', 'status', 'url', 'switchover', 'backup', 'backups', 'restore', 'delete'] as const;
 type Sub = (typeof SUBCOMMANDS)[number];
 
 function isSub(s: string): s is Sub {
@@ -382,6 +382,16 @@ export async function dbCommand(ctx: CommandContext, argv: readonly string[]): P
       const raw = await api.get(path);
       if (values.json === true) return json(raw);
       for (const l of renderDatabaseStatus(decodeDatabase(raw))) ctx.io.line(l);
+      return 0;
+    }
+    case 'url': {
+      // The one place the password is shown: the operator asked for it.
+      const { api } = await connect(ctx.config);
+      const raw = await api.get(`${path}/url`);
+      if (values.json === true) return json(raw);
+      const url = isObj(raw) ? optStr(raw, 'url') : null;
+      if (url === null) throw new CliError(`the control plane answered without the URL of ${db}`);
+      ctx.io.line(url);
       return 0;
     }
     case 'switchover': {

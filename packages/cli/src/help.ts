@@ -92,12 +92,13 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
     summary: 'go back to an earlier release (id prefix or version; by default the one before the current) and follow its rollout',
   },
   db: {
-    usage: 'lanes db list|create|status|switchover|backup|backups|restore|delete TENANT/ENV ...',
+    usage: 'lanes db list|create|status|url|switchover|backup|backups|restore|delete TENANT/ENV ...',
     summary: "manage an environment's databases: replicated PostgreSQL with backups and point-in-time restore",
     details: [
       'lanes db list TENANT/ENV [--json]',
       'lanes db create TENANT/ENV NAME [--engine postgres] [--backup-interval 24h] [--backup-retention 10d] [--json]',
       'lanes db status TENANT/ENV NAME [--json]',
+      'lanes db url TENANT/ENV NAME',
       'lanes db switchover TENANT/ENV NAME [--to MEMBER]',
       'lanes db backup TENANT/ENV NAME [--json]',
       'lanes db backups TENANT/ENV NAME [--json]',
@@ -125,6 +126,11 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
     usage: 'lanes db status TENANT/ENV NAME [--json]',
     summary: 'show a database: URL, primary, backups, its members (role, zone, pid, replication lag) and failovers',
     details: ['--json  the API\'s answer as is'],
+  },
+  'db url': {
+    usage: 'lanes db url TENANT/ENV NAME [--json]',
+    summary: 'print the full connection URL, password included, for your own tools (services get it as DATABASE_URL)',
+    details: ['The URL reaches the primary through the gateway\'s platform TCP port and follows failovers.'],
   },
   'db switchover': {
     usage: 'lanes db switchover TENANT/ENV NAME [--to MEMBER]',
