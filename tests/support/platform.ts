@@ -130,7 +130,8 @@ export class TestPlatform {
       `${ref} ready`,
       async () => {
         const s = await this.status(ref);
-        const running = s.instances.filter((i) => i.desired === 'running');
+        // Database members (release 'platform') are placed by their database, not counted by services.
+        const running = s.instances.filter((i) => i.desired === 'running' && i.release !== 'platform');
         const asked = s.services.reduce((n, svc) => n + svc.effectiveInstances, 0);
         return s.rollout?.state === 'complete' && running.length === asked && running.every((i) => i.healthy) ? s : false;
       },
