@@ -114,7 +114,7 @@ describe('managed PostgreSQL: operations', { skip: bin ? false : 'PostgreSQL bin
     // A second backup switches WAL, so the archive holds everything past the target.
     assert.equal((await p.cli(['db', 'backup', 'shop/prod', 'main'], 600_000)).code, 0);
     const list = await p.cli(['db', 'backups', 'shop/prod', 'main', '--json']);
-    assert.ok((JSON.parse(list.stdout) as { backups: unknown[] }).backups.length >= 2);
+    assert.ok((JSON.parse(list.stdout) as { items: unknown[] }).items.length >= 2);
     const r = await p.cli(['db', 'restore', 'shop/prod', 'main', '--to-time', target, '--as', 'main-pitr'], 600_000);
     assert.equal(r.code, 0, r.stderr + r.stdout);
     await dbSettled(p, 'shop/prod', 'main-pitr');
@@ -127,7 +127,7 @@ describe('managed PostgreSQL: operations', { skip: bin ? false : 'PostgreSQL bin
   });
 
   it('bad input: unknown engine, duplicate name, restore outside the retention window — one line each, nothing changed', async () => {
-    const before = await p.api<{ databases: { name: string }[] }>('GET', '/v1/tenants/shop/environments/prod/databases');
+    const before = await p.api<{ items: { name: string }[] }>('GET', '/v1/tenants/shop/environments/prod/databases');
     const engine = await p.cli(['db', 'create', 'shop/prod', 'other', '--engine', 'mysql']);
     assert.notEqual(engine.code, 0);
     assert.match(engine.stderr, /engine: "mysql" is not a known engine; use postgres/);
@@ -141,8 +141,8 @@ describe('managed PostgreSQL: operations', { skip: bin ? false : 'PostgreSQL bin
     const future = await p.cli(['db', 'restore', 'shop/prod', 'main', '--to-time', '2999-01-01T00:00:00Z', '--as', 'too-new']);
     assert.notEqual(future.code, 0);
     assert.match(future.stderr, /in the future/);
-    const after = await p.api<{ databases: { name: string }[] }>('GET', '/v1/tenants/shop/environments/prod/databases');
-    assert.deepEqual(after.body.databases.map((d) => d.name), before.body.databases.map((d) => d.name), 'no database was created or removed');
+    const after = await p.api<{ items: { name: string }[] }>('GET', '/v1/tenants/shop/environments/prod/databases');
+    assert.deepEqual(after.body.items.map((d) => d.name), before.body.items.map((d) => d.name), 'no database was created or removed');
     const dep = await p.cli(['deploy', 'shop/prod', await appWith('name: notes\nservices:\n  web: { command: node server.js, http: true }\ndatabases:\n  main: { engine: mysql }\n')]);
     assert.notEqual(dep.code, 0);
     assert.match(dep.stderr, /databases\.main\.engine: "mysql" is not a known engine/);

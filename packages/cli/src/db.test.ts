@@ -194,7 +194,7 @@ test('answers with fields missing are read, not crashed on', () => {
 
 test('db list and db backups print tables; --json prints the answer as is', async () => {
   const second = { ...DB, name: 'cache', lane: 'single', primary: null, url: 'postgres://app:****@127.0.0.1:30003/app', members: [] };
-  reply = () => ({ status: 200, body: { databases: [DB, second] } });
+  reply = () => ({ status: 200, body: { items: [DB, second] } });
   let r = await lanes('db', 'list', 'acme/prod');
   assert.equal(r.code, 0, r.stderr);
   assert.equal(
@@ -208,7 +208,7 @@ test('db list and db backups print tables; --json prints the answer as is', asyn
   );
   assert.deepEqual(seen, [{ method: 'GET', url: '/v1/tenants/acme/environments/prod/databases', auth: 'Bearer tok-db', body: undefined }]);
 
-  const list = { backups: [BACKUP, { ...BACKUP, id: '20260103T030000Z-b', member: 'b', startedAt: '2026-01-03T03:00:00.000Z', sizeBytes: 900, timeline: 3, verified: { at: 'x', ok: false, message: 'pg_restore failed' } }], retention: '10d', oldestRestorableTime: '2026-01-02T03:00:04.000Z' };
+  const list = { items: [BACKUP, { ...BACKUP, id: '20260103T030000Z-b', member: 'b', startedAt: '2026-01-03T03:00:00.000Z', sizeBytes: 900, timeline: 3, verified: { at: 'x', ok: false, message: 'pg_restore failed' } }], retention: '10d', oldestRestorableTime: '2026-01-02T03:00:04.000Z' };
   reply = () => ({ status: 200, body: list });
   r = await lanes('db', 'backups', 'acme/prod', 'main');
   assert.equal(r.code, 0, r.stderr);
@@ -226,7 +226,7 @@ test('db list and db backups print tables; --json prints the answer as is', asyn
 
   for (const [argv, body] of [
     [['db', 'status', 'acme/prod', 'main', '--json'], DB],
-    [['db', 'list', 'acme/prod', '--json'], { databases: [DB] }],
+    [['db', 'list', 'acme/prod', '--json'], { items: [DB] }],
     [['db', 'backups', 'acme/prod', 'main', '--json'], list],
   ] as const) {
     reply = () => ({ status: 200, body });

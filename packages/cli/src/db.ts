@@ -154,15 +154,15 @@ export function decodeDatabase(v: unknown, where = 'database'): DatabaseStatus {
   };
 }
 
-/** `{ "databases": [...] }` (a control plane that lists as everywhere else, `items`, is read too). */
+/** `{ "items": [...] }`, as every list of the API. */
 export function decodeDatabaseList(v: unknown): DatabaseStatus[] {
-  const items = isObj(v) ? (Array.isArray(v['databases']) ? v['databases'] : Array.isArray(v['items']) ? v['items'] : null) : null;
+  const items = isObj(v) ? (Array.isArray(v['items']) ? v['items'] : null) : null;
   if (items === null) throw new CliError('the control plane sent a malformed list of databases');
   return items.map((d, i) => decodeDatabase(d, `databases[${i}]`));
 }
 
 export function decodeBackupList(v: unknown): BackupList {
-  const items = isObj(v) ? (Array.isArray(v['backups']) ? v['backups'] : Array.isArray(v['items']) ? v['items'] : null) : null;
+  const items = isObj(v) ? (Array.isArray(v['items']) ? v['items'] : null) : null;
   if (!isObj(v) || items === null) throw new CliError('the control plane sent a malformed list of backups');
   return { backups: items.map((b, i) => decodeBackup(b, `backups[${i}]`)), retention: str(v, 'retention'), oldestRestorableTime: optStr(v, 'oldestRestorableTime') };
 }

@@ -196,7 +196,7 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
   app.get<{ Params: Params }>(dbBase, async (req) => {
     const env = await platform.environment(req.params.tenant, req.params.env);
     const dbs = await platform.store.listDatabases(env.id);
-    return { databases: await Promise.all(dbs.map((d) => platform.databaseStatus(env, d.name))) };
+    return { items: await Promise.all(dbs.map((d) => platform.databaseStatus(env, d.name))) };
   });
   app.post<{ Params: Params }>(dbBase, async (req, reply) => reply.code(201).send(await platform.createDatabase(req.params.tenant, req.params.env, req.body)));
   app.get<{ Params: DbParams }>(`${dbBase}/:db`, async (req) => platform.databaseStatus(await platform.environment(req.params.tenant, req.params.env), checkDatabaseName('database', req.params.db)));

@@ -635,11 +635,14 @@ export class Databases {
   }
 
   /** Every backup of a database, from its backup store (read directly: it needs no member up). */
-  async backups(env: Environment, name: string): Promise<{ backups: BackupInfo[]; retention: string; oldestRestorableTime: string | null }> {
+  async backups(env: Environment, name: string): Promise<{ items: BackupInfo[]; retention: string; oldestRestorableTime: string | null }> {
     const db = await this.#h.store.getDatabase(env.id, name);
-    const backups = await readBackups(this.backupDirOf(env.id, db.name));
-    const oldest = backups.find((b) => b.verified?.ok !== false);
-    return { backups, retention: formatDuration(db.settings.backupRetentionMs), oldestRestorableTime: oldest ? oldest.finishedAt : null };
+    const items = await readBackups(this.backupDirOf(env.id, db.name));
+    // The window restore accepts: from the end of the oldest usable backup, but never before now - retention.
+    const oldest = items.find((b) => b.verified?.ok !== false);
+    const windowStart = Date.now() - db.settings.backupRetentionMs;
+    const from = oldest ? new Date(Math.max(Date.parse(oldest.finishedAt), windowStart)).toISOString() : null;
+    return { items, retention: formatDuration(db.settings.backupRetentionMs), oldestRestorableTime: from };
   }
 
   /**
@@ -656,7 +659,7 @@ export class Databases {
     }
     const target = new Date(b['toTime']);
     const now = Date.now();
-    const { backups } = await this.backups(env, name);
+    const { items: backups } = await this.backups(env, name);
     const windowStart = now - source.settings.backupRetentionMs;
     const usable = backups.filter((x) => Date.parse(x.finishedAt) <= target.getTime() && x.verified?.ok !== false);
     if (target.getTime() > now) throw new InputError(`toTime: ${b['toTime']} is in the future; restore to a time up to now`, 'toTime');
