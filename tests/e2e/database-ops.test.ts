@@ -138,6 +138,9 @@ describe('managed PostgreSQL: operations', { skip: bin ? false : 'PostgreSQL bin
     const old = await p.cli(['db', 'restore', 'shop/prod', 'main', '--to-time', '2020-01-01T00:00:00Z', '--as', 'too-old']);
     assert.notEqual(old.code, 0);
     assert.match(old.stderr, /outside the retention window/);
+    const declared = await p.cli(['db', 'delete', 'shop/prod', 'main']);
+    assert.notEqual(declared.code, 0);
+    assert.match(declared.stderr, /database main is declared in the running release of shop\/prod; remove it from lanes\.yaml/);
     const future = await p.cli(['db', 'restore', 'shop/prod', 'main', '--to-time', '2999-01-01T00:00:00Z', '--as', 'too-new']);
     assert.notEqual(future.code, 0);
     assert.match(future.stderr, /in the future/);

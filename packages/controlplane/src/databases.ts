@@ -490,6 +490,13 @@ export class Databases {
 
   async delete(env: Environment, name: string): Promise<StoredDatabase> {
     const db = await this.#h.store.getDatabase(env.id, name);
+    // The running release would only create it again, empty: the manifest must let go first.
+    if (env.currentRelease && env.phase === 'active' && db.phase === 'active') {
+      const manifest = await this.#h.manifestOf(env.id, env.currentRelease);
+      if ((manifest.databases ?? []).some((d) => d.name === name)) {
+        throw new ConflictError(`database ${name} is declared in the running release of ${env.tenant}/${env.name}; remove it from lanes.yaml (databases:) and deploy, then delete it`);
+      }
+    }
     if (db.phase === 'active') {
       await this.#h.store.setDatabasePhase(env.id, name, 'deleting');
       await this.#h.event({ tenant: env.tenant, environment: env.name, reason: 'DatabaseDeleting', object: `database/${name}`, message: `deleting database ${name}: stopping its members (its backups are kept)` });
