@@ -579,7 +579,7 @@ export class Keeper {
         case 'initdb':
           return await this.#initdb();
         case 'start_primary':
-          return await this.#startPrimary();
+          return await this.#startPrimary(reason);
         case 'promote':
           return await this.#promote(reason);
         case 'fence':
@@ -762,7 +762,7 @@ export class Keeper {
     this.#log.info({ dataDir: c.dataDir }, 'created the cluster');
   }
 
-  async #startPrimary(): Promise<void> {
+  async #startPrimary(reason: string): Promise<void> {
     await this.#writeConfig('primary', null);
     await this.#signalFile('standby.signal', false);
     await this.#signalFile('recovery.signal', false);
@@ -770,8 +770,13 @@ export class Keeper {
     if (this.#phase !== 'primary') throw new UnavailableError('PostgreSQL started in recovery although it was to be the primary');
     this.#upstream = null;
     if (!this.#state.bootstrapped) await this.#createRoles();
-    if (this.#state.history.length === 0) {
-      this.#pushHistory({ at: new Date().toISOString(), term: this.#state.record.term, primary: this.#c.name, reason: `${this.#c.name} created the cluster in term ${this.#state.record.term}` });
+    // A new term that began with PostgreSQL stopped (elected while its data was down) is a
+    // failover too: in the history, like a promotion (#pushHistory skips a term already there).
+    const term = this.#state.record.term;
+    const created = this.#state.history.length === 0;
+    const last = this.#state.history.at(-1);
+    if (created || last?.term !== term || last.primary !== this.#c.name) {
+      this.#pushHistory({ at: new Date().toISOString(), term, primary: this.#c.name, reason: created ? `${this.#c.name} created the cluster in term ${term}` : reason });
       await this.#persist();
     }
   }
