@@ -3,8 +3,7 @@ import http from 'node:http';
 import { after, before, test } from 'node:test';
 import { decodeDatabase, formatBytes, renderBackups, renderDatabases, renderDatabaseStatus } from './db.js';
 import { configFromEnv, type CliConfig } from './home.js';
-import { memoryIo } from './io.js';
-import { run } from './main.js';
+import { assertUsageError as assertUsageShape, runCli, type CliRun } from './test-helpers.js';
 
 // A fixture standing in for the control plane on a loopback port: it records every request
 // and answers with whatever the test put in `reply`. Only the CLI is under test.
@@ -44,16 +43,12 @@ after(() => {
 
 async function lanes(...argv: string[]) {
   seen = [];
-  const io = memoryIo();
-  const code = await run(argv, io, config);
-  return { code, stdout: io.text(), stderr: io.stderr.join('') };
+  return runCli(config, argv);
 }
 
-function assertUsageError(r: { code: number; stdout: string; stderr: string }, expected: RegExp): void {
-  assert.equal(r.code, 2, `exit code (stderr: ${r.stderr})`);
-  assert.equal(r.stdout, '', 'nothing on stdout');
-  assert.match(r.stderr, /^lanes: [^\n]+\n$/, 'exactly one line on stderr');
-  assert.match(r.stderr, expected);
+/** A usage error that never reached the API. */
+function assertUsageError(r: CliRun, expected: RegExp): void {
+  assertUsageShape(r, expected);
   assert.deepEqual(seen, [], 'no API call');
 }
 

@@ -3,24 +3,12 @@ import { test } from 'node:test';
 import { DEFAULT_EDGE } from '@lanes/spec';
 import { edgePatchFromFlags, renderEdge } from './edge.js';
 import { configFromEnv } from './home.js';
-import { memoryIo } from './io.js';
-import { run } from './main.js';
+import { assertUsageError, runCli } from './test-helpers.js';
 
 // No platform is needed: every case fails (or prints help) before any network call.
 const config = configFromEnv({ LANES_HOME: '/nonexistent/lanes-home-for-tests' });
 
-async function lanes(...argv: string[]) {
-  const io = memoryIo();
-  const code = await run(argv, io, config);
-  return { code, stdout: io.text(), stderr: io.stderr.join('') };
-}
-
-function assertUsageError(r: { code: number; stdout: string; stderr: string }, expected: RegExp): void {
-  assert.equal(r.code, 2, `exit code (stderr: ${r.stderr})`);
-  assert.equal(r.stdout, '', 'nothing on stdout');
-  assert.match(r.stderr, /^lanes: [^\n]+\n$/, 'exactly one line on stderr');
-  assert.match(r.stderr, expected);
-}
+const lanes = (...argv: string[]) => runCli(config, argv);
 
 test('edge set flags become a patch of only the settings given, in the wire form', () => {
   assert.deepEqual(edgePatchFromFlags({ deny: '127.0.0.1/32, 10.0.0.0/8,127.0.0.1', 'client-rate': '50/s,100' }), {

@@ -1,24 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { configFromEnv } from './home.js';
-import { memoryIo } from './io.js';
-import { run } from './main.js';
+import { assertUsageError, runCli } from './test-helpers.js';
 
 // No platform is needed: every case fails (or prints help) before any network call.
 const config = configFromEnv({ LANES_HOME: '/nonexistent/lanes-home-for-tests' });
 
-async function lanes(...argv: string[]) {
-  const io = memoryIo();
-  const code = await run(argv, io, config);
-  return { code, stdout: io.text(), stderr: io.stderr.join('') };
-}
-
-function assertUsageError(r: { code: number; stdout: string; stderr: string }, expected: RegExp): void {
-  assert.equal(r.code, 2, `exit code (stderr: ${r.stderr})`);
-  assert.equal(r.stdout, '', 'nothing on stdout');
-  assert.match(r.stderr, /^lanes: [^\n]+\n$/, 'exactly one line on stderr');
-  assert.match(r.stderr, expected);
-}
+const lanes = (...argv: string[]) => runCli(config, argv);
 
 test('an unknown command exits 2 naming the command', async () => {
   assertUsageError(await lanes('frobnicate'), /unknown command "frobnicate"/);
