@@ -17,6 +17,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import pg from 'pg';
 import { z } from 'zod';
 import { ConflictError, InputError, UnavailableError } from '@lanes/spec';
 import type { KeeperConfig, PeerConfig } from './config.js';
@@ -281,6 +282,18 @@ export class Keeper {
 
   async #persist(): Promise<void> {
     await this.#stateFile.save(this.#state);
+  }
+
+  /**
+   * A term this member holds with PostgreSQL found primary but no entry in the history (the
+   * keeper died between pg_promote and writing it down, say) is recorded when it is seen, so
+   * that every term with a primary is in the failover history.
+   */
+  #recordFoundPrimary(): void {
+    const term = this.#state.record.term;
+    if (this.#phase !== 'primary' || !this.#holds() || this.#state.history.some((h) => h.term === term && h.primary === this.#c.name)) return;
+    this.#pushHistory({ at: new Date().toISOString(), term, primary: this.#c.name, reason: `${this.#c.name} found PostgreSQL primary in term ${term}` });
+    void this.#persist().catch((err: unknown) => this.#log.warn({ err }, 'could not save the failover history'));
   }
 
   #pushHistory(e: FailoverEvent): void {
@@ -553,6 +566,7 @@ export class Keeper {
     try {
       await this.#probe();
       this.#updateClocks();
+      this.#recordFoundPrimary();
       if (this.#acting !== null || this.#phase === 'starting' || this.#phase === 'stopping') return;
       const d = decide(this.#observation());
       if (d.action.kind !== 'wait' && now() < (this.#backoff.get(d.action.kind) ?? 0)) return;
@@ -813,14 +827,15 @@ export class Keeper {
     const startedAt = new Date();
     const [row] = await client.query<{ ok: boolean }>('select pg_promote(true, 60) as ok', [], 65_000);
     if (row?.ok !== true) throw new UnavailableError(`pg_promote did not finish: ${await this.#logTail()}`);
+    // Promoted: in the history now, even if what follows fails (the tick would then find it primary).
+    this.#pushHistory({ at: startedAt.toISOString(), term: this.#state.record.term, primary: this.#c.name, reason });
+    await this.#persist();
     // pg_control shows the new timeline only after a checkpoint; pg_rewind reads it there, so
     // a former primary rewinding right after this promotion would otherwise go wrong.
     await client.query('checkpoint', [], 120_000);
     this.#pgRole = 'primary';
     this.#phase = 'primary';
     this.#upstream = null;
-    // In the history from the moment /status says primary.
-    this.#pushHistory({ at: startedAt.toISOString(), term: this.#state.record.term, primary: this.#c.name, reason });
     await this.#writeConfig('primary', null);
     await client.query('select pg_reload_conf()');
     await this.#persist();
@@ -858,10 +873,40 @@ export class Keeper {
     this.#phase = 'stopped';
   }
 
+  /**
+   * pg_rewind reads the source's timeline from its pg_control, which shows a promotion only
+   * after the checkpoint that follows it. A member that learns of a new term before the new
+   * holder has finished promoting would otherwise find "the same timeline", skip the rewind
+   * and keep WAL the new primary never had (it could then never stream). Until the source is
+   * out of recovery with its checkpoint on its current timeline, this waits (retried).
+   */
+  async #sourcePromoted(from: string, peer: PeerConfig & { postgres: { host: string; port: number } }): Promise<void> {
+    const secrets = this.#secrets;
+    if (secrets === null) throw new UnavailableError('keeper not started');
+    const client = new pg.Client({ host: peer.postgres.host, port: peer.postgres.port, user: SUPERUSER, password: secrets.superuser.reveal(), database: 'postgres', connectionTimeoutMillis: 5000, statement_timeout: 5000, application_name: 'lanes-keeper' });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      const r = await client.query<{ recovery: boolean; checkpoint: number; current: number | null }>(
+        `select pg_is_in_recovery() as recovery, (select timeline_id from pg_control_checkpoint()) as checkpoint,
+                case when pg_is_in_recovery() then null else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end as current`,
+      );
+      const row = r.rows[0];
+      if (row === undefined || row.recovery) throw new UnavailableError(`${from} is not primary yet (still in recovery): waiting to rewind`);
+      if (row.current !== null && row.checkpoint !== row.current) throw new UnavailableError(`${from} has not checkpointed its new timeline ${row.current} yet: waiting to rewind`);
+    } catch (err) {
+      if (err instanceof UnavailableError) throw err;
+      throw new UnavailableError(`cannot check ${from}'s timeline before rewinding: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
   async #rewind(from: string): Promise<void> {
     const c = this.#c;
-    await this.#stopPostmaster('fast');
     const peer = this.#peer(from);
+    await this.#sourcePromoted(from, peer);
+    await this.#stopPostmaster('fast');
     const source = conninfo({ host: peer.postgres.host, port: peer.postgres.port, user: SUPERUSER, dbname: 'postgres', passfile: this.#passfile(), connect_timeout: 5 });
     this.#log.info({ from }, 'rewinding to the primary (pg_rewind)');
     try {
