@@ -155,6 +155,14 @@ describe('parseManifest', () => {
     refuses(web('    env: { PORT: "80" }\n'), 'lanes.yaml: services.web.env.PORT: is set by the platform and cannot be overridden', 'services.web.env.PORT');
   });
 
+  it('refuses variables the dynamic loader reads (LD_PRELOAD and the like)', () => {
+    refuses(web('    env: { LD_PRELOAD: ./proof.so }\n'), 'lanes.yaml: services.web.env.LD_PRELOAD: is read by the dynamic loader or the C library to load code from a path and is not allowed', 'services.web.env.LD_PRELOAD');
+    refuses(web('    env: { LD_LIBRARY_PATH: . }\n'), 'lanes.yaml: services.web.env.LD_LIBRARY_PATH: is read by the dynamic loader or the C library to load code from a path and is not allowed', 'services.web.env.LD_LIBRARY_PATH');
+    refuses(web('    env: { ld_audit: x }\n'), 'lanes.yaml: services.web.env.ld_audit: is read by the dynamic loader or the C library to load code from a path and is not allowed', 'services.web.env.ld_audit');
+    refuses(web('    env: { GCONV_PATH: . }\n'), 'lanes.yaml: services.web.env.GCONV_PATH: is read by the dynamic loader or the C library to load code from a path and is not allowed', 'services.web.env.GCONV_PATH');
+    assert.equal(parseManifest(web('    env: { OLD_PRELOAD: x, NODE_OPTIONS: --max-old-space-size=64 }\n')).services[0]?.env.OLD_PRELOAD, 'x');
+  });
+
   it('refuses an environment variable name that is not a valid identifier', () => {
     assert.throws(() => parseManifest(web('    env: { "A-B": x }\n')), /services\.web\.env\.A-B: must be a valid variable name/);
   });

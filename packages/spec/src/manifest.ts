@@ -16,6 +16,16 @@ export const MAX_INSTANCES_PER_SERVICE = 50;
 /** Variables the platform sets itself; a manifest may not override them. */
 export const RESERVED_ENV = ['PORT', 'CHECK_PORT', 'HOST', 'LANES_TENANT', 'LANES_ENV', 'LANES_SERVICE', 'LANES_INSTANCE', 'LANES_ZONE', 'LANES_RELEASE'];
 
+/**
+ * Variables the dynamic loader and the C library read to load code or data from a path (glibc's
+ * "unsecure" list): refused in a manifest as defence in depth. Instances run in their sandbox
+ * with these applied only after privileges are dropped, but no reason to take them at all.
+ */
+export function dangerousEnvName(name: string): boolean {
+  return /^LD_/i.test(name) || DANGEROUS_ENV.includes(name.toUpperCase());
+}
+const DANGEROUS_ENV = ['GCONV_PATH', 'GETCONF_DIR', 'HOSTALIASES', 'LOCPATH', 'MALLOC_TRACE', 'NIS_PATH', 'NLSPATH', 'RESOLV_HOST_CONF', 'RES_OPTIONS'];
+
 const duration = z.union([z.number(), z.string()]).superRefine((v, ctx) => {
   try {
     parseDurationMs(v);
@@ -341,6 +351,7 @@ export function validateManifest(input: unknown): Manifest {
     }
     for (const key of Object.keys(s.env ?? {})) {
       if (RESERVED_ENV.includes(key)) throw new InputError(`lanes.yaml: ${at}.env.${key}: is set by the platform and cannot be overridden`, `${at}.env.${key}`);
+      if (dangerousEnvName(key)) throw new InputError(`lanes.yaml: ${at}.env.${key}: is read by the dynamic loader or the C library to load code from a path and is not allowed`, `${at}.env.${key}`);
     }
     if (s.path !== undefined && s.http !== true) throw new InputError(`lanes.yaml: ${at}.path: only an http service can have a path`, `${at}.path`);
     let argv: string[];
