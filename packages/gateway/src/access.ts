@@ -73,7 +73,7 @@ export function ipv4ToNumber(s: string): number {
 }
 
 /** `::ffff:192.0.2.7` (an IPv4 client on a dual-stack listener) as `192.0.2.7`. */
-function unmapped(address: string): string {
+export function unmappedAddress(address: string): string {
   return address.length > 7 && address.charCodeAt(0) === 58 /* : */ && address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
@@ -90,7 +90,7 @@ function ipv6ToBigInt(address: string): bigint | null {
  * /64 (`2001:db8:1:2::/64`).
  */
 export function clientKey(address: string): string {
-  const a = unmapped(address);
+  const a = unmappedAddress(address);
   if (!a.includes(':')) return a;
   const ip = parseIpAddress(a);
   if (ip === null) return a;
@@ -138,7 +138,7 @@ export class CidrMatcher {
 
   /** True when the client address (as Node reports it) lies in one of the blocks. */
   has(address: string): boolean {
-    const a = unmapped(address);
+    const a = unmappedAddress(address);
     const n = ipv4ToNumber(a);
     if (n !== -1) return inRanges(this.#v4, n);
     if (this.#v6.length === 0) return false;

@@ -53,6 +53,7 @@ export async function runWorker(config: GatewayConfig, log: Logger): Promise<voi
     host: config.host,
     httpPort: config.httpPort,
     ...(config.httpsPort === null ? {} : { httpsPort: config.httpsPort }),
+    trustedProxies: config.trustedProxies,
     limits: config.limits,
     logger: log,
     activeChecks: false,

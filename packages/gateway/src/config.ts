@@ -5,7 +5,7 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { InputError } from '@lanes/spec';
+import { InputError, MAX_EDGE_CIDRS, parseCidrBlock } from '@lanes/spec';
 
 /** Listener and upstream limits. Every network path has a bound. */
 export interface GatewayLimits {
@@ -124,6 +124,11 @@ export interface GatewayConfig {
   readonly tokenFile: string | null;
   readonly stateDir: string;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /**
+   * CIDR blocks of proxies in front of the gateway whose X-Forwarded-For is believed
+   * (forwarded.ts), normalized. @default [] (the peer is always the client)
+   */
+  readonly trustedProxies: readonly string[];
   readonly limits: GatewayLimits;
 }
 
@@ -134,6 +139,20 @@ function parsePort(flag: string, value: string): number {
     throw new InputError(`--${flag}: ${JSON.stringify(value)} is not a port; use 0-65535 (0 picks a free one)`, flag);
   }
   return Number(value);
+}
+
+/** `--trusted-proxies 10.0.0.0/8,192.168.1.5` (a bare address is one host; '' or none: no proxy). */
+export function parseTrustedProxies(value: string): readonly string[] {
+  const text = value.trim();
+  if (text === '' || text === 'none') return Object.freeze([]);
+  const items = text.split(',').map((s) => s.trim());
+  if (items.length > MAX_EDGE_CIDRS) throw new InputError(`--trusted-proxies: ${items.length} blocks; use at most ${MAX_EDGE_CIDRS}`, 'trusted-proxies');
+  const out: string[] = [];
+  for (const item of items) {
+    const block = parseCidrBlock('--trusted-proxies', item).text;
+    if (!out.includes(block)) out.push(block);
+  }
+  return Object.freeze(out);
 }
 
 function parseInteger(flag: string, value: string): number {
@@ -161,6 +180,7 @@ export function parseConfig(argv: readonly string[]): GatewayConfig {
         'token-file': { type: 'string' },
         'state-dir': { type: 'string' },
         'log-level': { type: 'string' },
+        'trusted-proxies': { type: 'string' },
         ...limitOptions,
       },
     }));
@@ -213,6 +233,8 @@ export function parseConfig(argv: readonly string[]): GatewayConfig {
   const logLevel = LOG_LEVELS.find((l) => l === level);
   if (logLevel === undefined) throw new InputError(`--log-level: ${JSON.stringify(level)} is not one of ${LOG_LEVELS.join(', ')}`, 'log-level');
 
+  const trustedProxies = parseTrustedProxies(str('trusted-proxies') ?? '');
+
   const partial: Partial<Record<keyof GatewayLimits, number>> = {};
   for (const key of LIMIT_KEYS) {
     const raw = str(LIMIT_FLAGS[key].flag);
@@ -229,6 +251,7 @@ export function parseConfig(argv: readonly string[]): GatewayConfig {
     tokenFile,
     stateDir: path.resolve(stateDirRaw),
     logLevel,
+    trustedProxies,
     limits: resolveLimits(partial),
   });
 }

@@ -18,7 +18,7 @@ export {
   type RoutingStateOptions,
 } from './routing.js';
 export { TableWatcher, decideAndApply, tokenFromFile, type TableWatcherOptions, type TableSink, type TableDecision } from './watch.js';
-export { parseConfig, resolveLimits, DEFAULT_LIMITS, type GatewayConfig, type GatewayLimits } from './config.js';
+export { parseConfig, parseTrustedProxies, resolveLimits, DEFAULT_LIMITS, type GatewayConfig, type GatewayLimits } from './config.js';
 export { writeFileAtomic } from '@lanes/runtime';
 export { TABLE_FILE, READY_FILE, ACCESS_LOG_FILE } from './persist.js';
 export { createLogger, serializers } from './logging.js';

@@ -1,6 +1,6 @@
 /**
  * The gateway process: `node packages/gateway/dist/main.js --state-dir DIR [--http-port 8080] [--https-port 8443]
- * [--host 127.0.0.1] [--api URL --token-file PATH]`. Parses its flags once, serves the
+ * [--host 127.0.0.1] [--api URL --token-file PATH] [--trusted-proxies CIDR,…]`. Parses its flags once, serves the
  * persisted routing table at once, writes `DIR/gateway.json` ({ pid, url, httpsUrl }) when it
  * listens, follows the control plane's watch stream, and on SIGTERM drains and exits 0.
  * Exit codes: 0 clean stop, 1 could not start, 2 bad flags.
@@ -42,7 +42,7 @@ async function main(): Promise<void> {
   if (isWorker()) return runWorker(config, log.child({ worker: process.pid }));
   if (config.workers > 0) return runPrimary(config, log);
 
-  const gateway = new Gateway({ stateDir: config.stateDir, host: config.host, httpPort: config.httpPort, ...(config.httpsPort === null ? {} : { httpsPort: config.httpsPort }), limits: config.limits, logger: log });
+  const gateway = new Gateway({ stateDir: config.stateDir, host: config.host, httpPort: config.httpPort, ...(config.httpsPort === null ? {} : { httpsPort: config.httpsPort }), trustedProxies: config.trustedProxies, limits: config.limits, logger: log });
   let url: string;
   try {
     url = await gateway.start();

@@ -156,7 +156,9 @@ describe('proxy', () => {
     assert.equal(r.status, 200);
     const seen = JSON.parse(r.text) as { url: string; headers: Record<string, string> };
     assert.equal(seen.url, '/path?q=1');
-    assert.equal(seen.headers['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
+    // The client's own X-Forwarded-For is replaced, not appended to (forwarded.test.ts).
+    assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
+    assert.equal(seen.headers['x-real-ip'], '127.0.0.1');
     assert.equal(seen.headers['x-forwarded-proto'], 'http');
     assert.equal(seen.headers['x-forwarded-host'], HOST);
     assert.equal(seen.headers['host'], HOST);

@@ -2,8 +2,10 @@
  * The edge proxy: the gateway's own HTTP/1.1 engine (connection.ts for clients, upstream.ts
  * for instances, http1.ts for the framing) with this request pipeline:
  *
- *   1. prepare   — one pass over the head: Host, X-Request-Id, body framing, the upstream
- *                  head; hostile framing refused (access.ts checkFraming)
+ *   1. prepare   — one pass over the head: Host, X-Request-Id, body framing, the client
+ *                  (forwarded.ts: the peer, or what a trusted proxy says) and the upstream
+ *                  head with the gateway's own X-Forwarded-*, X-Real-IP and Forwarded;
+ *                  hostile framing refused (access.ts checkFraming)
  *   2. guards    — access control / WAF stages (`GatewayOptions.guards`), may reject
  *   3. route     — Host → environment, longest path prefix → service route
  *   4. admit     — the environment's access control (allow/deny, connections, rates, body size)
@@ -34,12 +36,14 @@ import type tls from 'node:tls';
 import type { RoutingTable } from '@lanes/spec';
 import { AccessLog } from './access-log.js';
 import { checkFraming, EdgeAccess, isPlainHost, refuseAuthority } from './access.js';
-import type { Refusal } from './access.js';
+import type { CidrMatcher, Refusal } from './access.js';
 import { resolveLimits } from './config.js';
 import type { GatewayLimits } from './config.js';
 import { ClientConnection, RequestBody } from './connection.js';
 import type { ConnectionContext, RequestSink } from './connection.js';
 import { HealthChecker } from './checks.js';
+import { compileTrustedProxies, forwardingHeaders, isForwardingAlias, resolveClient } from './forwarded.js';
+import type { ClientChain } from './forwarded.js';
 import { ChunkedDecoder, hasToken, parseContentLength, statusLine } from './http1.js';
 import type { RequestHead, ResponseHead } from './http1.js';
 import { silentLogger } from './logging.js';
@@ -65,6 +69,11 @@ export interface Rejection {
 
 /** What a guard sees of a request: its head as sent, and the client's socket. */
 export interface GatewayRequest {
+  /**
+   * The client address: the socket's peer, or the right-most untrusted address of a trusted
+   * proxy's X-Forwarded-For (forwarded.ts).
+   */
+  readonly client: string;
   readonly method: string;
   /** The request target as sent. */
   readonly url: string;
@@ -93,6 +102,12 @@ export interface GatewayOptions {
   readonly limits?: Partial<GatewayLimits>;
   /** Access control / WAF stages run before routing. @default [] */
   readonly guards?: readonly RequestGuard[];
+  /**
+   * CIDR blocks (or single addresses) of proxies in front of the gateway: from these peers
+   * the X-Forwarded-For chain is kept and the client taken from it (forwarded.ts). From any
+   * other peer, the peer is the client and forwarding headers sent are replaced. @default []
+   */
+  readonly trustedProxies?: readonly string[];
   /** The process log. @default a silent logger */
   readonly logger?: Logger;
   /**
@@ -133,6 +148,8 @@ interface ProxyContext {
   readonly routing: RoutingState;
   readonly limits: GatewayLimits;
   readonly guards: readonly RequestGuard[];
+  /** Peers whose X-Forwarded-For is believed; null: none. */
+  readonly trustedProxies: CidrMatcher | null;
   readonly log: Logger;
   readonly access: AccessLog;
   /** Access control per environment and hostile-framing checks (access.ts). */
@@ -195,6 +212,8 @@ class Exchange implements RequestSink, UpstreamHandler, GatewayRequest {
   readonly #startMs = performance.now();
   #requestId = '';
   #host = '';
+  /** The client (forwarded.ts); the peer until the head is read. */
+  #client: ClientChain | null = null;
   #cookie = '';
   /** Set-Cookie pinning the client to the chosen instance (sticky routes), or null. */
   #setCookie: string | null = null;
@@ -239,6 +258,9 @@ class Exchange implements RequestSink, UpstreamHandler, GatewayRequest {
   }
 
   // GatewayRequest: what guards see.
+  get client(): string {
+    return this.#client?.client ?? this.#conn.remoteAddress;
+  }
   get method(): string {
     return this.#head.method;
   }
@@ -257,7 +279,8 @@ class Exchange implements RequestSink, UpstreamHandler, GatewayRequest {
 
   /**
    * One pass over the head: finds Host, X-Request-Id, X-Forwarded-For, the cookie and the
-   * body framing, and builds the upstream head without hop-by-hop headers. Returns a
+   * body framing, and builds the upstream head without hop-by-hop headers and with the
+   * gateway's own forwarding headers instead of the client's. Returns a
    * refusal (the connection then closes) or null, after telling the connection how the body
    * is framed.
    */
@@ -315,6 +338,8 @@ class Exchange implements RequestSink, UpstreamHandler, GatewayRequest {
         case 'upgrade':
         case 'x-forwarded-proto':
         case 'x-forwarded-host':
+        case 'x-real-ip':
+        case 'forwarded':
           break;
         case 'x-forwarded-for':
           forwardedFor = forwardedFor === '' ? value : `${forwardedFor}, ${value}`;
@@ -327,9 +352,11 @@ class Exchange implements RequestSink, UpstreamHandler, GatewayRequest {
           out.push(name, value);
           break;
         default:
-          out.push(name, value);
+          // `X_Real_IP` and the like: the same header to CGI-style servers, so dropped too.
+          if (!isForwardingAlias(name)) out.push(name, value);
       }
     }
+    this.#client = resolveClient(this.#conn.remoteAddress, forwardedFor, this.#ctx.trustedProxies);
     this.#requestId = REQUEST_ID_RE.test(incomingId) ? incomingId : randomUUID();
     if (hosts !== 1 || lengths > 1 || encodings !== 0 || badLength !== null || !isPlainHost(this.#host)) {
       const hostile = checkFraming(head.httpVersion, hosts, this.#host, lengths, badLength, encodings, encoding);
@@ -358,12 +385,9 @@ class Exchange implements RequestSink, UpstreamHandler, GatewayRequest {
       else out.push('Host', url.host);
     }
     this.#path = target;
-    const client = this.#conn.remoteAddress;
     let text = `${head.method} ${target} HTTP/1.1\r\n`;
     for (let i = 0; i < out.length; i += 2) text += `${out[i] as string}: ${out[i + 1] as string}\r\n`;
-    this.#upstreamHead =
-      `${text}X-Forwarded-For: ${forwardedFor === '' ? client : `${forwardedFor}, ${client}`}\r\n` +
-      `X-Forwarded-Proto: ${this.#conn.secure ? 'https' : 'http'}\r\nX-Forwarded-Host: ${this.#host}\r\nX-Request-Id: ${this.#requestId}\r\n\r\n`;
+    this.#upstreamHead = `${text}${forwardingHeaders(this.#client, this.#conn.secure, this.#host)}X-Request-Id: ${this.#requestId}\r\n\r\n`;
     return null;
   }
 
@@ -389,7 +413,7 @@ class Exchange implements RequestSink, UpstreamHandler, GatewayRequest {
     this.#hsts = hstsOf(match.vhost, this.#conn.secure);
     // Access control per environment (access.ts): allow/deny, connections, rates, body size.
     const edge = this.#ctx.edge;
-    const refused = edge.admit(match.vhost, this.#conn.remoteAddress, this.#conn.socket, this.#body === RequestBody.Chunked ? -1 : this.#contentLength);
+    const refused = edge.admit(match.vhost, this.client, this.#conn.socket, this.#body === RequestBody.Chunked ? -1 : this.#contentLength);
     if (refused !== null) return this.#refuse(refused);
     if (this.#body === RequestBody.Chunked) {
       this.#maxBodyBytes = edge.maxBodyBytes(match.vhost);
@@ -692,7 +716,7 @@ class Exchange implements RequestSink, UpstreamHandler, GatewayRequest {
     }
     this.#ctx.access.write({
       requestId: this.#requestId,
-      client: this.#conn.remoteAddress,
+      client: this.client,
       host: this.#host,
       method: this.#head.method,
       path: pathOnly(this.#path),
@@ -741,6 +765,7 @@ export class Gateway {
   readonly #host: string;
   readonly #port: number;
   readonly #guards: readonly RequestGuard[];
+  readonly #trustedProxies: CidrMatcher | null;
   readonly #log: Logger;
   readonly #pools = new Map<string, UpstreamPool>();
   readonly #tableWriter: LatestWriter;
@@ -770,6 +795,7 @@ export class Gateway {
     this.#host = options.host ?? '127.0.0.1';
     this.#port = options.httpPort ?? 0;
     this.#guards = Object.freeze([...(options.guards ?? [])]);
+    this.#trustedProxies = compileTrustedProxies(options.trustedProxies);
     this.#log = options.logger ?? silentLogger();
     this.tcp = new TcpRouter({ host: this.#host, logger: this.#log, limits: { connectTimeoutMs: this.limits.upstreamConnectTimeoutMs } });
     const log = this.#log;
@@ -802,6 +828,7 @@ export class Gateway {
       connectTimeoutMs: limits.upstreamConnectTimeoutMs,
       idleTimeoutMs: limits.upgradeIdleTimeoutMs,
       admit: (client, socket, match) => this.edge.admitUpgrade(client, socket, match),
+      trustedProxies: this.#trustedProxies,
       tunnels: new Set(),
     };
     this.#https =
@@ -820,6 +847,7 @@ export class Gateway {
       routing: this.routing,
       limits,
       guards: this.#guards,
+      trustedProxies: this.#trustedProxies,
       log: this.#log,
       access: this.#access,
       edge: this.edge,

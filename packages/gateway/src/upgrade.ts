@@ -2,12 +2,16 @@
  * WebSocket (and any HTTP/1.1 Upgrade) pass-through. The request is routed like any
  * other — host, path rule, balancing, sticky cookie — then the gateway opens a plain TCP
  * connection to the chosen instance, sends the request head on (hop-by-hop headers
- * rewritten, X-Forwarded-* added) and splices the two sockets together: the instance's
- * `101 Switching Protocols` (or its refusal) and every frame after it flow through
- * untouched. The tunnel is bounded by an idle timeout and closed when either side ends.
+ * rewritten, the client's forwarding headers replaced by the gateway's as in forwarded.ts)
+ * and splices the two sockets together: the instance's `101 Switching Protocols` (or its
+ * refusal) and every frame after it flow through untouched. The tunnel is bounded by an
+ * idle timeout and closed when either side ends.
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { CidrMatcher } from './access.js';
+import { FORWARDING_HEADERS, forwardingHeaders, isForwardingAlias, resolveClient } from './forwarded.js';
+import type { ClientChain } from './forwarded.js';
 import type { RequestHead } from './http1.js';
 import type { Logger } from './logging.js';
 import type { RouteMatch, RoutingState, Upstream } from './routing.js';
@@ -21,12 +25,14 @@ export interface UpgradeContext {
   readonly idleTimeoutMs: number;
   /** Access control for the matched host, as for plain requests; a message refuses. */
   readonly admit?: (client: string, socket: net.Socket, match: RouteMatch) => { status: number; message: string } | null;
+  /** Peers whose X-Forwarded-For is believed (forwarded.ts); null or absent: none. */
+  readonly trustedProxies?: CidrMatcher | null;
   /** Open tunnels (both sockets), so that a closing gateway can cut them. */
   readonly tunnels: Set<Duplex>;
 }
 
-/** Headers not sent on to the instance (the Upgrade/Connection pair is set afresh). */
-const DROPPED = new Set(['connection', 'upgrade', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+/** Headers not sent on to the instance (the Upgrade/Connection pair and the forwarding headers are set afresh). */
+const DROPPED = new Set(['connection', 'upgrade', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', ...FORWARDING_HEADERS]);
 
 function refuse(socket: Duplex, status: number, reason: string, message: string): void {
   const body = `${message}\n`;
@@ -44,9 +50,10 @@ function headerOf(req: RequestHead, lower: string): string {
 
 /**
  * An Upgrade request (the client connection hands its socket over, with the bytes that
- * followed the head): routed, admitted, then tunnelled to the instance.
+ * followed the head): routed, admitted, then tunnelled to the instance. `peer` is the
+ * connection's remote address; the client is decided from it as for plain requests.
  */
-export function handleUpgrade(ctx: UpgradeContext, req: RequestHead, socket: net.Socket, head: Buffer, secure: boolean, client: string): void {
+export function handleUpgrade(ctx: UpgradeContext, req: RequestHead, socket: net.Socket, head: Buffer, secure: boolean, peer: string): void {
   socket.on('error', () => undefined);
   const host = headerOf(req, 'host');
   const url = req.url;
@@ -55,17 +62,20 @@ export function handleUpgrade(ctx: UpgradeContext, req: RequestHead, socket: net
   // body — an upgrade handshake has none, and bytes after the head belong to the tunnel.
   let hosts = 0;
   let framed = false;
+  let forwardedFor = '';
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
     if (name === 'host') hosts++;
     else if (name === 'transfer-encoding' || (name === 'content-length' && raw[i + 1] !== '0')) framed = true;
+    else if (name === 'x-forwarded-for') forwardedFor = forwardedFor === '' ? (raw[i + 1] as string) : `${forwardedFor}, ${raw[i + 1] as string}`;
   }
   if (hosts !== 1 || !isPlainHost(host)) return refuse(socket, 400, 'Bad Request', 'an upgrade request needs exactly one Host header with a host name');
   if (framed) return refuse(socket, 400, 'Bad Request', 'an upgrade request cannot have a body');
   const match = ctx.routing.match(host, url);
   if (match === null) return refuse(socket, 404, 'Not Found', `no route serves ${JSON.stringify(normalizeHost(host))} ${JSON.stringify(url.split('?')[0])}`);
-  const refusal = ctx.admit?.(client, socket, match) ?? null;
+  const chain = resolveClient(peer, forwardedFor, ctx.trustedProxies ?? null);
+  const refusal = ctx.admit?.(chain.client, socket, match) ?? null;
   if (refusal !== null) return refuse(socket, refusal.status, REASONS[refusal.status] ?? 'Refused', refusal.message);
   const cookie = headerOf(req, 'cookie');
   const pinned = cookie === '' ? null : stickyInstance(match, cookie);
@@ -81,7 +91,7 @@ export function handleUpgrade(ctx: UpgradeContext, req: RequestHead, socket: net
     match.stats.inFlight--;
     match.stats.record(status, performance.now() - started);
   };
-  tunnel(ctx, req, socket, head, match, up, up.endpoint.instance !== pinned ? stickyCookie(match, up, secure) : null, finish, secure, client, host);
+  tunnel(ctx, req, socket, head, match, up, up.endpoint.instance !== pinned ? stickyCookie(match, up, secure) : null, finish, secure, chain, host);
 }
 
 function tunnel(
@@ -94,27 +104,18 @@ function tunnel(
   setCookie: string | null,
   finish: (status: number) => void,
   secure: boolean,
-  remote: string,
+  remote: ClientChain,
   host: string,
 ): void {
   const lines = [`${req.method} ${req.url} HTTP/1.1`];
   const raw = req.rawHeaders;
-  let forwardedFor = '';
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i] as string;
     const value = raw[i + 1] as string;
-    const lower = name.toLowerCase();
-    if (lower === 'x-forwarded-for') forwardedFor = forwardedFor === '' ? value : `${forwardedFor}, ${value}`;
-    if (DROPPED.has(lower)) continue;
+    if (DROPPED.has(name.toLowerCase()) || isForwardingAlias(name)) continue;
     lines.push(`${name}: ${value}`);
   }
-  lines.push(
-    'Connection: Upgrade',
-    `Upgrade: ${headerOf(req, 'upgrade') || 'websocket'}`,
-    `X-Forwarded-For: ${forwardedFor === '' ? remote : `${forwardedFor}, ${remote}`}`,
-    `X-Forwarded-Proto: ${secure ? 'https' : 'http'}`,
-    `X-Forwarded-Host: ${host}`,
-  );
+  lines.push('Connection: Upgrade', `Upgrade: ${headerOf(req, 'upgrade') || 'websocket'}`);
   const upstream = net.connect({ host: up.endpoint.address, port: up.endpoint.port });
   upstream.setNoDelay(true);
   ctx.tunnels.add(client);
@@ -136,7 +137,7 @@ function tunnel(
     clearTimeout(connectTimer);
     connected = true;
     ctx.routing.report(match, up, 'ok');
-    upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
+    upstream.write(`${lines.join('\r\n')}\r\n${forwardingHeaders(remote, secure, host)}\r\n`);
     if (head.length > 0) upstream.write(head);
     // The Set-Cookie of a sticky route rides on the instance's answer: inserted after its status line.
     if (setCookie !== null) {
