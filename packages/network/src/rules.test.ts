@@ -80,6 +80,15 @@ const SCRIPTS: Record<string, () => string> = {
   'port.nft': () => renderPort(plan, port),
   'port-removal.nft': () => renderPortRemoval(plan, port.veth),
 };
+test('instances never reach link-local (the metadata address) or loopback, even with an open egress list', () => {
+  const lines = renderEnvironment(plan).split('\n');
+  const jump = lines.findIndex((l) => l.endsWith(`jump ${plan.chains.egress}`));
+  const rejects = lines.map((l, i) => [l, i] as const).filter(([l]) => l.includes('ip daddr { 169.254.0.0/16, 127.0.0.0/8 }') && l.includes('reject'));
+  assert.equal(rejects.length, 2, `rejects for link-local and loopback in:\n${lines.join('\n')}`);
+  for (const [line, i] of rejects) assert.ok(i < jump, `${line} comes before the egress chain`);
+  assert.match(renderEgress(plan, null), /accept/);
+});
+
 test('golden: host tables, environment chains, egress and ports', () => {
   for (const [name, render] of Object.entries(SCRIPTS)) golden(name, render());
 });

@@ -119,6 +119,13 @@ export function deleteTablesScript(tables: readonly { family: string; name: stri
 const REJECT = ['meta l4proto tcp reject with tcp reset', 'reject with icmpx type admin-prohibited'];
 
 /**
+ * Destinations no instance may reach whatever its egress list says: link-local (cloud
+ * metadata services answer at 169.254.169.254) and loopback. Rejected in the forward chain
+ * before the egress chain, so an open list (null) or a wide entry (0.0.0.0/0) cannot reach them.
+ */
+export const NEVER_EGRESS: readonly string[] = Object.freeze(['169.254.0.0/16', '127.0.0.0/8']);
+
+/**
  * The skeleton of the host's two platform tables, shared by every environment (one table
  * per family keeps nft fast: its cost grows with the number of tables, not of chains).
  * Idempotent: everything is added if missing and only the base chains are rewritten.
@@ -168,7 +175,8 @@ export function renderHostBase(prefix: string): string {
  * One environment's chains in the host's inet table: from its bridge, traffic to its own
  * bridge passes (frames bridged inside the environment show up here when br_netfilter is
  * loaded), replies pass, nothing reaches the platform network (other environments, the
- * egress pool), IPv6 is dropped, and the rest is egress, decided by its egress chain.
+ * egress pool), link-local (the metadata address) or loopback, IPv6 is dropped, and the
+ * rest is egress, decided by its egress chain.
  * Outbound connections leave with the environment's egress address. The egress chain is
  * only declared here, so its rules (setEgress) survive a repeated ensureEnvironment.
  */
@@ -186,6 +194,7 @@ export function renderEnvironment(plan: EnvironmentPlan): string {
     `add rule ${t} ${forward} ct state established,related accept`,
     `add rule ${t} ${forward} meta nfproto ipv6 drop`,
     ...REJECT.map((r) => `add rule ${t} ${forward} ip daddr ${plan.platformCidr} ${r}`),
+    ...REJECT.map((r) => `add rule ${t} ${forward} ip daddr { ${NEVER_EGRESS.join(', ')} } ${r}`),
     `add rule ${t} ${forward} jump ${egress}`,
     `add rule ${t} ${nat} ip daddr != ${plan.platformCidr} oifname != ${br} snat ip to ${plan.egressAddress}`,
     `add element ${t} forward_envs { ${br} : jump ${forward} }`,
