@@ -6,12 +6,14 @@ import { createReadStream } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { request as undiciRequest } from 'undici';
-import { NotAllowedError, NotFoundError, UnauthenticatedError, checkName, checkDatabaseName, environmentHost, type AgentReport, type LogLine } from '@lanes/spec';
+import { InputError, NotAllowedError, NotFoundError, UnauthenticatedError, checkName, checkDatabaseName, environmentHost, type AgentReport, type LogLine } from '@lanes/spec';
+import { isDataPlaneRoute, isJsonObject, isPublicRoute, kindOf, nonCanonicalReason, tokenLikeQueryParam } from './api-guard.js';
 import { parseInput, sendProblem } from './http-errors.js';
 import { registerDnsApi } from './dns.js';
 import { openApiDocument } from './openapi.js';
 import type { Platform } from './platform.js';
-import { instanceInfo } from './platform.js';
+import { instanceInfo, parseEgress } from './platform.js';
+import { checkEgressDestinations } from './api-egress.js';
 import type { Secret } from './secret.js';
 import { hashToken } from './secret.js';
 
@@ -20,6 +22,12 @@ export type Role = 'admin' | 'node';
 declare module 'fastify' {
   interface FastifyRequest {
     role?: Role;
+  }
+  interface FastifyContextConfig {
+    /** The route's fields are all optional: no body at all is taken as {} (null still is not). */
+    optionalBody?: boolean;
+    /** The route takes a binary body (a release package), not a JSON object. */
+    binaryBody?: boolean;
   }
 }
 
@@ -79,18 +87,45 @@ interface Params {
   hash: string;
 }
 
+/** One registered route: its method and its pattern as the router holds it (`/v1/tenants/:tenant`). */
+export interface RouteInfo {
+  readonly method: string;
+  readonly url: string;
+}
+
+const routeTables = new WeakMap<FastifyInstance, RouteInfo[]>();
+
+/** Every route registerApi registered on `app` (HEAD routes Fastify adds for GETs included). */
+export function registeredRoutes(app: FastifyInstance): readonly RouteInfo[] {
+  return routeTables.get(app) ?? [];
+}
+
 export function registerApi(app: FastifyInstance, platform: Platform, tokens: { admin: Secret; node: Secret }): void {
+  const table: RouteInfo[] = [];
+  routeTables.set(app, table);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) table.push({ method, url: route.url });
+  });
   const adminHash = hashToken(tokens.admin.reveal());
   const nodeHash = hashToken(tokens.node.reveal());
 
   app.setErrorHandler((err, req, reply) => sendProblem(err, req, reply));
   app.setNotFoundHandler((req, reply) => sendProblem(new NotFoundError(`no such endpoint: ${req.method} ${req.url.split('?')[0]}`), req, reply));
 
-  // Authentication and authorisation happen before any handler touches state.
+  // Paths are checked once, before auth: a request has one spelling or none. Then
+  // authentication, decided by the route the router matched (never by the raw path, which
+  // the router decodes): everything but a short public list needs a token, unknown paths
+  // included. All of it happens before any body is parsed or any handler touches state.
   app.addHook('onRequest', async (req) => {
-    const url = req.url.split('?')[0] ?? '';
-    // The CA certificate is public (clients need it before they have any token): no token.
-    if (!url.startsWith('/v1/') || url === '/v1/ca') return;
+    const reason = nonCanonicalReason(req.url);
+    if (reason !== null) {
+      const q = req.url.indexOf('?');
+      throw new InputError(`path: ${JSON.stringify(q < 0 ? req.url : req.url.slice(0, q))} ${reason}`, 'path');
+    }
+    const param = tokenLikeQueryParam(req.url);
+    if (param !== null) throw new InputError(`query: ${JSON.stringify(param)} looks like a credential; tokens are accepted only in the Authorization header (Bearer)`, param);
+    const pattern = req.routeOptions.url;
+    if (isPublicRoute(req.method, pattern)) return;
     const header = req.headers.authorization;
     const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : '';
     if (!token) throw new UnauthenticatedError('authorization: a bearer token is required (see $LANES_HOME/admin.token)');
@@ -101,9 +136,19 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
       role = found?.role ?? null;
     }
     if (!role) throw new UnauthenticatedError('authorization: the token is not valid');
-    const dataPlane = url.startsWith('/v1/agent/') || url.startsWith('/v1/gateway/') || url === '/v1/dns/watch';
-    if (role === 'node' && !dataPlane) throw new NotAllowedError('authorization: a node token may only use the data-plane endpoints');
+    if (role === 'node' && pattern !== undefined && !isDataPlaneRoute(pattern)) throw new NotAllowedError('authorization: a node token may only use the data-plane endpoints');
     req.role = role;
+  });
+
+  // Every JSON body of this API is an object: null, a list, a string or a missing body on a
+  // route that needs one is a 400 before the handler runs (a null edge body once reset all
+  // settings). Routes whose fields are all optional say so with `optionalBody`.
+  app.addHook('preValidation', async (req) => {
+    if (req.method !== 'POST' && req.method !== 'PUT' && req.method !== 'PATCH') return;
+    const config = req.routeOptions.config;
+    if (config.binaryBody === true) return;
+    if (req.body === undefined && config.optionalBody === true) return;
+    if (!isJsonObject(req.body)) throw new InputError(`body: expected a JSON object, got ${kindOf(req.body)}`, 'body');
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -157,6 +202,8 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
   };
   app.post<{ Params: Params }>('/v1/tenants/:tenant/environments', async (req, reply) => {
     const body = parseInput(envBody, req.body);
+    // Everything is checked before anything is written: a refused egress list leaves no environment behind.
+    if (body.egress !== undefined) checkEgressDestinations(parseEgress(body.egress, platform.config.networkCidr, platform.zones.names), platform.config.networkCidr);
     const env = await platform.createEnvironment(checkName('tenant', req.params.tenant), body.name, body.lane, body.egress);
     return reply.code(201).send(envOut(env));
   });
@@ -206,11 +253,11 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
     const db = await platform.databases.delete(await platform.environment(req.params.tenant, req.params.env), checkDatabaseName('database', req.params.db));
     return reply.code(202).send({ name: db.name, phase: db.phase });
   });
-  app.post<{ Params: DbParams }>(`${dbBase}/:db/switchover`, async (req) => {
-    const to = (req.body as Record<string, unknown> | null | undefined)?.['to'];
+  app.post<{ Params: DbParams }>(`${dbBase}/:db/switchover`, { config: { optionalBody: true } }, async (req) => {
+    const to = (req.body as Record<string, unknown> | undefined)?.['to'];
     return platform.databases.switchover(await platform.environment(req.params.tenant, req.params.env), checkDatabaseName('database', req.params.db), to);
   });
-  app.post<{ Params: DbParams }>(`${dbBase}/:db/backups`, async (req, reply) => reply.code(201).send(await platform.databases.backup(await platform.environment(req.params.tenant, req.params.env), checkDatabaseName('database', req.params.db))));
+  app.post<{ Params: DbParams }>(`${dbBase}/:db/backups`, { config: { optionalBody: true } }, async (req, reply) => reply.code(201).send(await platform.databases.backup(await platform.environment(req.params.tenant, req.params.env), checkDatabaseName('database', req.params.db))));
   app.get<{ Params: DbParams }>(`${dbBase}/:db/backups`, async (req) => platform.databases.backups(await platform.environment(req.params.tenant, req.params.env), checkDatabaseName('database', req.params.db)));
   app.post<{ Params: DbParams }>(`${dbBase}/:db/restore`, async (req, reply) => {
     const env = await platform.environment(req.params.tenant, req.params.env);
@@ -231,30 +278,31 @@ export function registerApi(app: FastifyInstance, platform: Platform, tokens: { 
 
   app.put<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/egress', async (req) => {
     const body = parseInput(egressBody, req.body);
+    checkEgressDestinations(parseEgress(body.allow, platform.config.networkCidr, platform.zones.names), platform.config.networkCidr);
     return envOut(await platform.setEgress(req.params.tenant, req.params.env, body.allow));
   });
 
   // ---- edge settings (access control at the gateway): PUT replaces, PATCH changes the fields given
   app.get<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/edge', async (req) => platform.edgeOf(req.params.tenant, req.params.env));
-  app.put<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/edge', async (req) => platform.setEdge(req.params.tenant, req.params.env, req.body ?? {}, 'replace'));
-  app.patch<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/edge', async (req) => platform.setEdge(req.params.tenant, req.params.env, req.body ?? {}, 'patch'));
+  app.put<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/edge', async (req) => platform.setEdge(req.params.tenant, req.params.env, req.body, 'replace'));
+  app.patch<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/edge', async (req) => platform.setEdge(req.params.tenant, req.params.env, req.body, 'patch'));
 
   // ---- releases
   app.post<{ Params: Params; Body: Buffer }>(
     '/v1/tenants/:tenant/environments/:env/releases',
-    { bodyLimit: platform.config.maxPackageBytes },
+    { bodyLimit: platform.config.maxPackageBytes, config: { binaryBody: true } },
     async (req, reply) => {
       const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const r = await platform.deploy(req.params.tenant, req.params.env, body);
       return reply.code(r.unchanged ? 200 : 201).send({ ...releaseOut(r.release), unchanged: r.unchanged });
     },
   );
-  app.post<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/rollback', async (req, reply) => {
+  app.post<{ Params: Params }>('/v1/tenants/:tenant/environments/:env/rollback', { config: { optionalBody: true } }, async (req, reply) => {
     const body = parseInput(rollbackBody, req.body ?? {});
     return reply.code(202).send(releaseOut(await platform.rollbackTo(req.params.tenant, req.params.env, body.release)));
   });
   for (const action of ['stop', 'start', 'restart'] as const) {
-    app.post<{ Params: Params }>(`/v1/tenants/:tenant/environments/:env/${action}`, async (req, reply) => {
+    app.post<{ Params: Params }>(`/v1/tenants/:tenant/environments/:env/${action}`, { config: { optionalBody: true } }, async (req, reply) => {
       const body = parseInput(runBody, req.body ?? {});
       await platform.setRunState(req.params.tenant, req.params.env, body.service, action);
       return reply.code(202).send({ accepted: true, action, service: body.service ?? null });

@@ -62,7 +62,7 @@ export function sendProblem(err: unknown, req: FastifyRequest, reply: FastifyRep
 
 /** Parses a request body with a zod schema; the first issue becomes an InputError naming its field. */
 export function parseInput<T>(schema: z.ZodType<T>, value: unknown, what = 'body'): T {
-  const r = schema.safeParse(value ?? {}, { reportInput: true });
+  const r = schema.safeParse(value, { reportInput: true });
   if (r.success) return r.data;
   const issue = r.error.issues[0];
   const field = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : what;

@@ -8,6 +8,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { openStore, type Store } from '@lanes/store';
 import { registerApi } from './api.js';
+import { checkJsonDepth, serializeRequest } from './api-guard.js';
 import type { Config } from './config.js';
 import { Platform } from './platform.js';
 import { Secret, hashToken, newToken, readSecretFile, writeSecretFile } from './secret.js';
@@ -38,7 +39,9 @@ export async function startControlPlane(config: Config, log: Logger = pino({ lev
   const node = await ensureToken(store, path.join(config.home, 'node.token'), 'node');
 
   const platform = new Platform(store, config, log.child({ component: 'reconciler' }));
-  const apiLog: FastifyBaseLogger = log.child({ component: 'api' });
+  // Request log lines are allow-lists: method, path, a query with credential-like values
+  // redacted, the client address; never headers, so never an Authorization header.
+  const apiLog: FastifyBaseLogger = log.child({ component: 'api' }, { serializers: { req: serializeRequest } });
   const app = Fastify({
     loggerInstance: apiLog,
     bodyLimit: 1024 * 1024,
@@ -51,7 +54,20 @@ export async function startControlPlane(config: Config, log: Logger = pino({ lev
     routerOptions: { maxParamLength: 200 },
     return503OnClosing: true,
   });
-  // Request logs carry method, path and status only: never headers, so never a token.
+  // JSON bodies: nesting is limited before JSON.parse (a deep body would overflow the stack:
+  // a 500), then Fastify's own parser runs (prototype poisoning refused).
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    try {
+      checkJsonDepth(text);
+    } catch (err) {
+      done(err as Error, undefined);
+      return;
+    }
+    parseJson(req, text, done);
+  });
   app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   app.server.maxConnections = 2048;
   registerApi(app, platform, { admin, node });
