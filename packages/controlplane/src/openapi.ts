@@ -1,6 +1,7 @@
 /**
  * The OpenAPI 3.1 document served at /openapi.json. Written by hand from docs/api.md;
- * a test checks that every registered route appears here and the other way round.
+ * a test (api.test.ts) compares the router's (method, path) pairs with this document both
+ * ways, so a route without documentation fails it.
  */
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (schema: object) => ({ content: { 'application/json': { schema } } });
@@ -10,6 +11,7 @@ const ok = (schema: object, description = 'ok') => ({ description, ...json(schem
 const list = (name: string) => ({ type: 'object', properties: { items: { type: 'array', items: ref(name) } }, required: ['items'] });
 const tenantP = { name: 'tenant', in: 'path', required: true, schema: { type: 'string' } };
 const envP = { name: 'env', in: 'path', required: true, schema: { type: 'string' } };
+const dbP = { name: 'db', in: 'path', required: true, schema: { type: 'string' } };
 const str = { type: 'string' };
 const int = { type: 'integer' };
 const nstr = { type: ['string', 'null'] };
@@ -100,6 +102,33 @@ export const openApiDocument = {
           createdAt: str, updatedAt: str,
         },
       },
+      DatabaseMember: {
+        type: 'object',
+        properties: {
+          name: str, role: { enum: ['primary', 'standby', 'arbiter', 'candidate', 'fenced', 'stopped', 'initializing', 'unknown'] }, zone: str, instance: str,
+          pid: nint, state: str, healthy: { type: 'boolean' }, lagBytes: nint, replayDelaySeconds: { type: ['number', 'null'] }, checkUrl: nstr, message: str,
+        },
+      },
+      BackupInfo: {
+        type: 'object',
+        properties: {
+          id: str, member: str, startedAt: str, finishedAt: str, timeline: int, startLsn: str, stopLsn: str, sizeBytes: int, files: { type: 'array', items: str },
+          verified: { type: ['object', 'null'], properties: { at: str, ok: { type: 'boolean' }, message: str } },
+        },
+      },
+      DatabaseStatus: {
+        type: 'object',
+        description: 'A managed database; url shows the password as ****',
+        properties: {
+          name: str, engine: { enum: ['postgres'] }, tenant: str, environment: str, lane: { enum: ['single', 'double'] }, source: { enum: ['manifest', 'api', 'restore'] },
+          restoredFrom: { type: ['object', 'null'], properties: { database: str, toTime: str } },
+          url: str, variables: { type: 'array', items: str },
+          tcp: { type: ['object', 'null'], properties: { address: str, port: int } },
+          primary: nstr, members: { type: 'array', items: ref('DatabaseMember') },
+          backup: { type: 'object', properties: { interval: str, retention: str, last: { oneOf: [ref('BackupInfo'), { type: 'null' }] } } },
+          failovers: { type: 'array', items: { type: 'object', properties: { at: str, term: int, primary: str, reason: str } } },
+        },
+      },
       Certificate: {
         type: 'object',
         description: "An environment's TLS certificate (never its key)",
@@ -113,6 +142,7 @@ export const openApiDocument = {
   security: [{ bearer: [] }],
   paths: {
     '/healthz': { get: { summary: 'Liveness of the control plane', security: [], responses: { '200': ok({ type: 'object' }) } } },
+    '/openapi.json': { get: { summary: 'This document', security: [], responses: { '200': ok({ type: 'object' }) } } },
     '/v1/zones': { get: { summary: 'Zones and their state (ready, unavailable, down)', responses: { '200': ok({ type: 'object' }), ...errors } } },
     '/v1/zones/{zone}': {
       parameters: [{ name: 'zone', in: 'path', required: true, schema: str }],
@@ -180,6 +210,55 @@ export const openApiDocument = {
       parameters: [tenantP, envP],
       get: { summary: 'Environment status: release, services, instances, rollout', responses: { '200': ok(ref('EnvironmentStatus')), ...errors } },
       delete: { summary: 'Delete an environment (its instances are stopped first)', responses: { '202': ok(ref('Environment'), 'deleting'), ...errors } },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/databases': {
+      parameters: [tenantP, envP],
+      get: { summary: "The environment's managed databases", responses: { '200': ok(list('DatabaseStatus')), ...errors } },
+      post: {
+        summary: 'Create a managed database (running services get its URL through a rolling restart)',
+        requestBody: json({
+          type: 'object',
+          properties: { name: str, engine: { enum: ['postgres'] }, backup: { type: 'object', properties: { interval: str, retention: str } } },
+          required: ['name'],
+        }),
+        responses: { '201': ok(ref('DatabaseStatus'), 'created'), ...errors },
+      },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/databases/{db}': {
+      parameters: [tenantP, envP, dbP],
+      get: { summary: 'A database: members, primary, backups, failovers', responses: { '200': ok(ref('DatabaseStatus')), ...errors } },
+      delete: {
+        summary: 'Delete a database (its members stop, their data is removed, its backups are kept); 409 while the running release declares it',
+        responses: { '202': ok({ type: 'object', properties: { name: str, phase: { enum: ['deleting'] } } }, 'deleting'), ...errors },
+      },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/databases/{db}/url': {
+      parameters: [tenantP, envP, dbP],
+      get: { summary: "The database's full URL, password included, for the operator's own tools; 409 before its TCP port is assigned", responses: { '200': ok({ type: 'object', properties: { url: str, variable: str } }), ...errors } },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/databases/{db}/switchover': {
+      parameters: [tenantP, envP, dbP],
+      post: {
+        summary: 'Hand the primary role over to the synchronous standby (or to) without losing writes; can take up to ~60 s',
+        requestBody: json({ type: 'object', properties: { to: str } }),
+        responses: { '200': ok({ type: 'object', properties: { primary: str, term: int, reason: str } }), ...errors },
+      },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/databases/{db}/backups': {
+      parameters: [tenantP, envP, dbP],
+      get: {
+        summary: 'Backups and the restorable window',
+        responses: { '200': ok({ type: 'object', properties: { items: { type: 'array', items: ref('BackupInfo') }, retention: str, oldestRestorableTime: nstr } }), ...errors },
+      },
+      post: { summary: 'Take a base backup now (answered once it is written)', responses: { '201': ok(ref('BackupInfo'), 'created'), ...errors } },
+    },
+    '/v1/tenants/{tenant}/environments/{env}/databases/{db}/restore': {
+      parameters: [tenantP, envP, dbP],
+      post: {
+        summary: 'Restore the database as it was at toTime into a new database (as); the original stays as it is',
+        requestBody: json({ type: 'object', properties: { toTime: str, as: str }, required: ['toTime', 'as'] }),
+        responses: { '201': ok(ref('DatabaseStatus'), 'created'), ...errors },
+      },
     },
     '/v1/tenants/{tenant}/environments/{env}/releases': {
       parameters: [tenantP, envP],
