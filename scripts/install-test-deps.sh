@@ -5,6 +5,8 @@
 # for the gateway benchmark). As root with apt-get it installs what is
 # missing; otherwise it says what is missing and carries on (those cases then skip visibly).
 set -euo pipefail
+# What the platform itself needs (runc, tini, the seccomp profile, iproute2, nftables).
+"$(dirname "$0")/install-deps.sh"
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)

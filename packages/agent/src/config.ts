@@ -19,20 +19,25 @@ export interface AgentConfig {
   readonly port: number;
   /** Prefix of environment networks' kernel objects; tests use `lanes-t`…. @default 'lanes-' */
   readonly networkPrefix: string;
+  /**
+   * How tenant instances are contained: `runc` (an OCI sandbox each; needs root), `none`
+   * (processes of the supervisor's own user). `auto`: runc when root. @default 'auto'
+   */
+  readonly sandbox: 'auto' | 'runc' | 'none';
 }
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-const FLAGS = ['zone', 'api', 'token-file', 'state-dir', 'address', 'port', 'network-prefix'] as const;
+const FLAGS = ['zone', 'api', 'token-file', 'state-dir', 'address', 'port', 'network-prefix', 'sandbox'] as const;
 type Flag = (typeof FLAGS)[number];
 
 function isFlag(name: string): name is Flag {
   return (FLAGS as readonly string[]).includes(name);
 }
 
-export const USAGE = 'usage: node main.js --zone Z --api URL --token-file PATH --state-dir DIR [--address 127.0.0.1] [--port 0] [--network-prefix lanes-]';
+export const USAGE = 'usage: node main.js --zone Z --api URL --token-file PATH --state-dir DIR [--address 127.0.0.1] [--port 0] [--network-prefix lanes-] [--sandbox auto|runc|none]';
 
 /** Parses argv (without node and the script); throws ConfigError with a one-line message. */
 export function parseConfig(argv: readonly string[]): AgentConfig {
@@ -93,7 +98,9 @@ export function parseConfig(argv: readonly string[]): AgentConfig {
   } catch (err) {
     throw new ConfigError(`--network-${err instanceof Error ? err.message : String(err)}`);
   }
-  return Object.freeze({ zone, api: api.toString().replace(/\/$/, ''), token, stateDir: path.resolve(need('state-dir')), address, port, networkPrefix });
+  const sandbox = values.get('sandbox') ?? 'auto';
+  if (sandbox !== 'auto' && sandbox !== 'runc' && sandbox !== 'none') throw new ConfigError(`--sandbox: ${JSON.stringify(sandbox)} should be auto, runc or none`);
+  return Object.freeze({ zone, api: api.toString().replace(/\/$/, ''), token, stateDir: path.resolve(need('state-dir')), address, port, networkPrefix, sandbox });
 }
 
 /** The few variables of the supervisor's own environment that instances inherit. */

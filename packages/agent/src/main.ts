@@ -4,13 +4,14 @@
  * control-plane client. SIGTERM/SIGINT leave instances running (the next start
  * re-adopts them); only `POST /v1/shutdown {"stopInstances":true}` stops them.
  */
-import { chmodSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { ControlPlaneClient, createPackageResolver } from './client.js';
 import { ConfigError, parseConfig } from './config.js';
 import type { AgentConfig } from './config.js';
 import { startAgentServer } from './server.js';
+import { SandboxRuntime } from './sandbox.js';
 import { Supervisor } from './supervisor.js';
 
 function writeAtomically(file: string, text: string): void {
@@ -21,17 +22,22 @@ function writeAtomically(file: string, text: string): void {
 
 async function run(config: AgentConfig): Promise<void> {
   const logger = pino({ base: { component: 'agent', zone: config.zone }, redact: ['token', '*.token', 'headers.authorization'] });
-  if (!existsSync(config.stateDir)) {
-    // Made searchable by others: unprivileged instances read their package below it (files inside stay 0600/0644).
-    mkdirSync(config.stateDir, { recursive: true });
-    chmodSync(config.stateDir, 0o755);
-  }
+  const root = process.getuid?.() === 0;
+  const useSandbox = config.sandbox === 'runc' || (config.sandbox === 'auto' && root);
+  if (useSandbox && !root) throw new Error('--sandbox runc: the supervisor must run as root to start sandboxes');
+  // Only the platform reads its state: sandboxed instances see their package through a mount.
+  // Without a sandbox, unprivileged instances in a network namespace must search it.
+  mkdirSync(config.stateDir, { recursive: true });
+  chmodSync(config.stateDir, useSandbox ? 0o700 : 0o755);
+  const sandbox = useSandbox ? new SandboxRuntime({ dir: path.join(config.stateDir, 'sandbox') }) : null;
+  if (!useSandbox) logger.warn({ uid: process.getuid?.() ?? null }, root ? 'sandboxes are off (--sandbox none): instances run as processes of this supervisor' : 'not root: instances run as the invoking user, without a sandbox');
   const supervisor = new Supervisor({
     zone: config.zone,
     address: config.address,
     stateDir: config.stateDir,
     networkPrefix: config.networkPrefix,
     logger,
+    sandbox,
     resolvePackage: createPackageResolver({ api: config.api, token: config.token, stateDir: config.stateDir, logger }),
   });
   await supervisor.start();

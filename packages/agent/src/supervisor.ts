@@ -20,6 +20,7 @@ import { pickBaseEnv } from './config.js';
 import { HealthProbe } from './health.js';
 import type { ProbeKind } from './health.js';
 import { rotateIfLarge } from './logs.js';
+import { DEFAULT_LIMITS, type SandboxRuntime } from './sandbox.js';
 import { InstanceNetworks, accessProblem, findTool } from './network.js';
 import { DEFAULT_RESTART_POLICY, decideRestart, initialHistory } from './policy.js';
 import type { RestartHistory, RestartPolicy } from './policy.js';
@@ -60,6 +61,11 @@ export interface SupervisorOptions {
    * @default { uid: 65534, gid: 65534 } (nobody)
    */
   readonly instanceUser?: { readonly uid: number; readonly gid: number };
+  /**
+   * Runs tenant instances (those with a `user`) in OCI sandboxes (sandbox.ts); null: as plain
+   * processes. The platform's own programs (no `user`) are never sandboxed. @default null
+   */
+  readonly sandbox?: SandboxRuntime | null;
 }
 
 /** The port an instance with a network gets when the control plane sends none: its address is its own. */
@@ -147,6 +153,7 @@ export class Supervisor {
   private readonly slots = new Map<string, Slot>();
   private readonly networks: InstanceNetworks;
   private readonly instanceUser: { readonly uid: number; readonly gid: number };
+  private readonly sandbox: SandboxRuntime | null;
   /** Absolute paths of ip and setpriv, found once: an instance's PATH must not choose what runs as root. */
   private tools: { ipPath: string; setprivPath: string } | null = null;
   private networkList: readonly EnvironmentNetwork[] = [];
@@ -171,6 +178,7 @@ export class Supervisor {
     this.baseEnv = opts.baseEnv ?? pickBaseEnv();
     this.log = opts.logger;
     this.instanceUser = opts.instanceUser ?? { uid: 65534, gid: 65534 };
+    this.sandbox = opts.sandbox ?? null;
     this.networks = new InstanceNetworks({
       zone: this.zone,
       logger: this.log,
@@ -437,10 +445,18 @@ export class Supervisor {
         if (slot.generation !== gen) return;
         slot.checkPort = checkPort;
       }
-      if (d.network !== null) {
+      if (this.sandboxed(d)) {
+        // A container left by a runc killed with its supervisor would hold the id (and the port).
+        await this.sandbox?.remove(d.id);
+        if (slot.generation !== gen) return;
+      }
+      if (d.network !== null && !this.sandboxed(d)) {
         const { uid, gid } = this.instanceUser;
         const problem = accessProblem(cwd, uid, gid);
         if (problem !== null) throw new Error(`package directory ${cwd} is not readable by uid ${uid}: ${problem}`);
+        netns = (await this.networks.addInstance({ ...d, network: d.network })).netns;
+        if (slot.generation !== gen) return;
+      } else if (d.network !== null) {
         netns = (await this.networks.addInstance({ ...d, network: d.network })).netns;
         if (slot.generation !== gen) return;
       }
@@ -471,13 +487,40 @@ export class Supervisor {
       LANES_ZONE: this.zone,
       LANES_RELEASE: d.release,
     };
-    const [file, ...args] = netns === null ? d.argv : this.namespacedArgv(netns, d.argv);
+    let argv: string[];
+    let spawnEnv: Record<string, string> = env;
+    let spawnCwd = cwd;
+    try {
+      if (this.sandbox !== null && d.user !== undefined) {
+        // The tenant's variables go into the sandbox's config only: runc itself runs with a clean environment.
+        argv = this.sandbox.prepare({
+          id: d.id,
+          argv: d.argv,
+          env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/data', TMPDIR: '/tmp', ...(this.baseEnv.LANG ? { LANG: this.baseEnv.LANG } : {}), ...env, LANES_DATA_DIR: '/data' },
+          packageDir: cwd,
+          dataDir: path.join(dir, 'data'),
+          netns,
+          uid: d.user.uid,
+          gid: d.user.gid,
+          limits: DEFAULT_LIMITS,
+        });
+        spawnEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+        spawnCwd = dir;
+      } else {
+        argv = netns === null ? [...d.argv] : this.namespacedArgv(netns, d.argv);
+      }
+    } catch (err) {
+      slot.hasRun = true;
+      this.handleGone(slot, gen, null, null, `could not start: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    const [file, ...args] = argv;
     if (file === undefined) return; // parseDesiredList guarantees a program
     const outFd = openSync(outFile, 'a', 0o600);
     const errFd = openSync(errFile, 'a', 0o600);
     let child: ChildProcess;
     try {
-      child = spawn(file, args, { cwd, env, detached: true, stdio: ['ignore', outFd, errFd] });
+      child = spawn(file, args, { cwd: spawnCwd, env: spawnEnv, detached: true, stdio: ['ignore', outFd, errFd] });
     } catch (err) {
       // Synchronous failures (e.g. an invalid argument) go through the normal exit path.
       slot.hasRun = true;
@@ -510,6 +553,11 @@ export class Supervisor {
     this.log.info({ instance: d.id, pid, port, ...(checkPort === null ? {} : { checkPort }), restarts: slot.restarts }, 'instance started');
     this.startHealth(slot, gen);
     this.changed();
+  }
+
+  /** A tenant instance on a sandboxing supervisor (the platform's own programs have no user). */
+  private sandboxed(d: DesiredInstance): boolean {
+    return this.sandbox !== null && d.user !== undefined;
   }
 
   /** `ip netns exec NS setpriv … argv`: the program runs in place (same pid), unprivileged. */
@@ -621,6 +669,8 @@ export class Supervisor {
     slot.healthy = false;
     slot.lastExitCode = code;
     slot.lastExitSignal = signal;
+    // runc killed (kill -9 of the reported pid, say) leaves its container running: it goes too.
+    if (this.sandboxed(slot.desired)) void this.sandbox?.remove(slot.desired.id);
     const waiters = slot.goneWaiters.splice(0);
     for (const w of waiters) w();
     if (slot.stopping !== null || this.closing || !slot.wanted) {
@@ -688,6 +738,7 @@ export class Supervisor {
         this.signalGroup(pid, 'SIGTERM');
         if (!(await this.waitGone(slot, slot.desired.stopGraceMs))) {
           this.log.warn({ instance: slot.desired.id, pid, graceMs: slot.desired.stopGraceMs }, 'instance ignored SIGTERM; killing');
+          if (this.sandboxed(slot.desired)) await this.sandbox?.kill(slot.desired.id, 'KILL');
           this.signalGroup(pid, 'SIGKILL');
           await this.waitGone(slot, this.killWaitMs);
           slot.message = `stopped: killed after ${seconds(slot.desired.stopGraceMs)} grace`;

@@ -195,6 +195,14 @@ export function parseDesiredInstance(field: string, value: unknown): DesiredInst
   const checkPort = value['checkPort'];
   // true: a free port the supervisor picks; a number: that port (a database member's keeper, whose peers know it).
   if (checkPort !== undefined && typeof checkPort !== 'boolean') int(`${field}.checkPort`, checkPort, 1, 65_535);
+  // The sandbox's user: never root (0) — a tenant's program never runs as root.
+  const userRaw = value['user'];
+  let user: { uid: number; gid: number } | undefined;
+  if (userRaw !== undefined) {
+    if (typeof userRaw !== 'object' || userRaw === null) throw new InputError(`${field}.user: ${describe(userRaw)} should be { uid, gid }`, `${field}.user`);
+    const u = userRaw as Record<string, unknown>;
+    user = { uid: int(`${field}.user.uid`, u['uid'], 1, 2 ** 31 - 2), gid: int(`${field}.user.gid`, u['gid'], 1, 2 ** 31 - 2) };
+  }
   return {
     id: checkInstanceId(`${field}.id`, value['id']),
     tenant: str(`${field}.tenant`, value['tenant']),
@@ -209,6 +217,7 @@ export function parseDesiredInstance(field: string, value: unknown): DesiredInst
     stopGraceMs: int(`${field}.stopGraceMs`, value['stopGraceMs'], 0, 3_600_000),
     network: parseInstanceNetwork(`${field}.network`, value['network']),
     ...(checkPort === true || typeof checkPort === 'number' ? { checkPort: checkPort as true | number } : {}),
+    ...(user === undefined ? {} : { user }),
   };
 }
 

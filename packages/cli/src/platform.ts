@@ -142,9 +142,19 @@ export async function upCommand(config: CliConfig, io: Io, argv: readonly string
     opts.isolationReason !== null && opts.isolation !== 'auto'
       ? { mode: opts.isolation, reason: opts.isolationReason }
       : await resolveIsolation(opts.isolation, opts.zones);
-  // Isolated instances run unprivileged and must reach their package below LANES_HOME
-  // (root's default ~/.lanes sits in /root, mode 0700): auto falls back, netns refuses.
-  const blocked = isolation.mode === 'netns' ? unsearchableAncestor(config.home) : null;
+  // As root every tenant instance runs in a runc sandbox that sees its package through a
+  // mount: LANES_HOME stays 0700. The tools are checked here, before anything starts.
+  const sandboxed = process.getuid?.() === 0;
+  if (sandboxed) {
+    const missing = ['runc', 'tini'].filter((t) => !['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/sbin', '/usr/local/bin'].some((d) => existsSync(`${d}/${t}`)));
+    if (!existsSync('/usr/share/containers/seccomp.json')) missing.push('golang-github-containers-common');
+    if (missing.length > 0) throw new CliError(`as root, instances run in runc sandboxes: install ${missing.join(', ')} (apt-get install runc tini golang-github-containers-common)`);
+  } else {
+    io.err('lanes: not root: instances run as processes of the invoking user, without sandboxes');
+  }
+  // Without sandboxes, isolated instances run unprivileged and must reach their package below
+  // LANES_HOME (root's default ~/.lanes sits in /root, mode 0700): auto falls back, netns refuses.
+  const blocked = isolation.mode === 'netns' && !sandboxed ? unsearchableAncestor(config.home) : null;
   if (blocked !== null) {
     const why = `instances run unprivileged and cannot reach ${config.home} (${blocked}); use a LANES_HOME such as /var/lib/lanes`;
     if (opts.isolation === 'netns') throw new CliError(`--isolation netns: ${why}`);
@@ -152,7 +162,7 @@ export async function upCommand(config: CliConfig, io: Io, argv: readonly string
   }
   // With netns, instances run unprivileged and read their package below LANES_HOME/zones:
   // search (not read) permission for others; every file with a secret inside stays 0600.
-  if (isolation.mode === 'netns') await chmod(config.home, 0o711);
+  if (isolation.mode === 'netns' && !sandboxed) await chmod(config.home, 0o711);
   if (opts.detach) return startDetached(config, io, opts, isolation);
   const launcher = new Launcher(config.home, io, opts, isolation);
   return launcher.run();

@@ -140,7 +140,7 @@ describe('zone snapshot and public addresses', () => {
   });
 
   it('leaves out deleting environments and records an environment took over', () => {
-    const env = (tenant: string, name: string, phase: 'active' | 'deleting') => ({ id: `env_${name}`, tenant, name, lane: 'single' as const, phase, currentRelease: null, createdAt: '', netIndex: null, egress: null });
+    const env = (tenant: string, name: string, phase: 'active' | 'deleting') => ({ id: `env_${name}`, tenant, name, lane: 'single' as const, phase, currentRelease: null, createdAt: '', netIndex: null, sandboxId: 1, egress: null });
     const check = { url: 'http://192.0.2.1/', intervalMs: 1000, timeoutMs: 100, healthyThreshold: 1, unhealthyThreshold: 1 };
     const rec = (name: string) => ({ name, ttl: 5, primary: { address: '192.0.2.1', check }, secondary: { address: '192.0.2.2', check: null }, createdAt: '', updatedAt: '' });
     const z = buildDnsSnapshot({ domain: 'l.test', dnsTtl: 30, publicAddressList: { v4: ['127.0.0.1'], v6: [] } }, [env('b', 'prod', 'active'), env('a', 'prod', 'active'), env('a', 'old', 'deleting')], [rec('prod.a.l.test'), rec('www.l.test')], 7);

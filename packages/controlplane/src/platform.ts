@@ -45,6 +45,7 @@ import {
   type TcpRoute,
   type VirtualHost,
 } from '@lanes/spec';
+import { SANDBOX_UID_BASE } from '@lanes/spec';
 import { DEFAULT_EDGE, describeEdge, isDefaultEdge, mergeEdge, parseEdgePatch, parseEdgeSettings, sameEdge, type EdgeSettings } from '@lanes/spec';
 import { allocateAddress, checkEgress, maxEnvironments, planEnvironment } from '@lanes/network';
 import type { EgressEntry, Store } from '@lanes/store';
@@ -543,6 +544,7 @@ export class Platform {
         network,
         // A primary_check is served on a second port (CHECK_PORT) the gateway checks.
         ...(svc.primaryCheck ? { checkPort: true } : {}),
+        user: { uid: SANDBOX_UID_BASE + env.sandboxId, gid: SANDBOX_UID_BASE + env.sandboxId },
       });
     }
     const networks: EnvironmentNetwork[] = [];

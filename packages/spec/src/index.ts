@@ -5,6 +5,7 @@ export * from './duration.js';
 export * from './manifest.js';
 export * from './database.js';
 export type * from './protocol.js';
+export { SANDBOX_UID_BASE } from './protocol.js';
 export * from './placement.js';
 export * from './reconcile.js';
 export type * from './dns.js';

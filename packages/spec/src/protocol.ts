@@ -30,7 +30,16 @@ export interface DesiredInstance {
    * fixes it (a database member's keeper, whose peers are told it). Absent in older lists: false.
    */
   readonly checkPort?: boolean | number;
+  /**
+   * The user and group the instance runs as in its sandbox: its environment's own (a base plus
+   * the environment's sandbox number), so no two environments share one. Absent: the
+   * platform's own programs (a database member), which run as the supervisor does.
+   */
+  readonly user?: { readonly uid: number; readonly gid: number };
 }
+
+/** An environment's instances run as uid/gid SANDBOX_UID_BASE + its sandbox number. */
+export const SANDBOX_UID_BASE = 200_000;
 
 /** The inputs of the environment's network plan (`planEnvironment(cidr, envIndex, zones)` in @lanes/network). */
 export interface NetworkRef {

@@ -212,6 +212,17 @@ const databases: Migration = {
   },
 };
 
+/**
+ * Each environment's sandbox number: its instances run as uid/gid base + number, so no two
+ * environments share a user. From a sequence, so concurrent creates never collide; rows that
+ * exist get theirs when the column is added.
+ */
+const sandboxIds: Migration = {
+  async up(db) {
+    await run(db, [`create sequence environment_sandbox_ids start 1`, `alter table environments add column sandbox_id integer not null unique default nextval('environment_sandbox_ids')`]);
+  },
+};
+
 const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_init': init,
   '0002_networks': networks,
@@ -221,6 +232,7 @@ const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0006_edge': edge,
   '0007_dns_records': dnsRecords,
   '0008_databases': databases,
+  '0009_sandbox_ids': sandboxIds,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -3,7 +3,7 @@
  * columns carry their union type: CHECK constraints in the migrations guarantee it. Rows are mapped
  * to the camelCase domain types in store.ts; nothing outside this package sees these.
  */
-import type { ColumnType } from 'kysely';
+import type { ColumnType, Generated } from 'kysely';
 import type { CertificateSource, Desired, Lane, Phase, ReleaseStatus, TokenRole } from './types.js';
 
 /** timestamptz: drivers hand back a Date; written by the database's now(). */
@@ -29,6 +29,7 @@ export interface EnvironmentsTable {
   net_index: number | null;
   egress: Jsonb | null;
   edge: Jsonb | null;
+  sandbox_id: Generated<number>;
 }
 
 export interface ReleasesTable {

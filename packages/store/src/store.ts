@@ -209,6 +209,7 @@ function toEnvironment(r: Selectable<EnvironmentsTable>): Environment {
     currentRelease: r.current_release,
     createdAt: iso(r.created_at),
     netIndex: r.net_index,
+    sandboxId: r.sandbox_id,
     egress: isEgress(r.egress) ? r.egress : null,
     edge: isEdgeSettings(r.edge) ? r.edge : null,
   };

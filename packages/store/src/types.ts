@@ -25,6 +25,8 @@ export interface Environment {
   readonly createdAt: string;
   /** The environment's private network index (its /24 in the platform CIDR); null without isolation. */
   readonly netIndex: number | null;
+  /** Its sandbox number: its instances run as their own uid/gid (a base plus this), never shared. */
+  readonly sandboxId: number;
   /** Egress allow-list; null: any destination outside the platform. */
   readonly egress: readonly EgressEntry[] | null;
   /** Access control and edge behaviour (`lanes edge set`); null (or absent): the defaults. */
