@@ -68,7 +68,7 @@ describe('load balancing from the manifest', () => {
     // Every request still succeeds; the client lands on another instance with a new cookie.
     const moved = await waitFor('moved to another instance', async () => {
       const r = await getWith(cookie);
-      return r.instance !== first.instance ? r : null;
+      return r.instance !== first.instance ? r : false;
     }, { timeoutMs: 15_000 });
     assert.ok(moved);
     assert.match(moved.setCookie ?? '', new RegExp(`^lanes_web=${moved.instance};`));
