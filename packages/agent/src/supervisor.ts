@@ -25,7 +25,7 @@ import { InstanceNetworks, accessProblem, findTool } from './network.js';
 import { DEFAULT_RESTART_POLICY, decideRestart, initialHistory } from './policy.js';
 import type { RestartHistory, RestartPolicy } from './policy.js';
 import { findFreePort, isPortFree } from './ports.js';
-import { isSameLiveProcess, readProcStat } from './procfs.js';
+import { isSameLiveProcess, readChildren, readProcStat, treeCpuTicks } from './procfs.js';
 import { readStateFile, writeStateFile } from './state.js';
 import type { InstanceRecord, SupervisorState } from './state.js';
 import { parseDesiredList, parseNetworkList } from './validate.js';
@@ -292,17 +292,18 @@ export class Supervisor {
 
   readonly #cpuSamples = new Map<string, { ticks: number; at: number }>();
 
-  /** CPU use of each running instance since the previous call, in percent of one core. */
+  /** CPU use of each running instance (its whole process tree) since the previous call, in percent of one core. */
   metrics(now = Date.now()): InstanceMetrics[] {
     const out: InstanceMetrics[] = [];
+    const children = readChildren();
     for (const s of this.slots.values()) {
       if (s.pid === null) continue;
-      const stat = readProcStat(s.pid);
-      if (stat === null) continue;
+      const ticks = treeCpuTicks(s.pid, children);
+      if (ticks === null) continue;
       const prev = this.#cpuSamples.get(s.desired.id);
-      this.#cpuSamples.set(s.desired.id, { ticks: stat.cpuTicks, at: now });
-      if (prev && now > prev.at && stat.cpuTicks >= prev.ticks) {
-        out.push({ id: s.desired.id, cpuPercent: Math.round(((stat.cpuTicks - prev.ticks) * 10 * 1000) / (now - prev.at)) / 10 });
+      this.#cpuSamples.set(s.desired.id, { ticks, at: now });
+      if (prev && now > prev.at && ticks >= prev.ticks) {
+        out.push({ id: s.desired.id, cpuPercent: Math.round(((ticks - prev.ticks) * 10 * 1000) / (now - prev.at)) / 10 });
       }
     }
     for (const id of this.#cpuSamples.keys()) if (!this.slots.has(id)) this.#cpuSamples.delete(id);
