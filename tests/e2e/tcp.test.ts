@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { cp, readFile, writeFile } from 'node:fs/promises';
-import net from 'node:net';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort, tempDir, waitFor } from '@lanes/testkit';
@@ -59,7 +60,9 @@ async function ask(port: number, line: string): Promise<string | null> {
 describe('TCP listeners', () => {
   let p: TestPlatform;
   let appDir = '';
-  let primaryFile = '';
+  // Who the brokers' primary check says is primary: asked over loopback on every check.
+  let primary = '';
+  let authority: http.Server | null = null;
   let tcpPort = 0;
 
   before(async () => {
@@ -68,16 +71,19 @@ describe('TCP listeners', () => {
     p = await TestPlatform.start({ zones: ['a', 'b'], env: { LANES_TCP_PORTS: `${tcpPort}-${tcpPort}` } });
     const work = await tempDir('lanes-e2e-tcp-');
     appDir = path.join(work, 'app');
-    primaryFile = path.join(work, 'primary');
+    authority = http.createServer((_req, res) => res.end(`${primary}\n`));
+    await new Promise<void>((resolve) => authority?.listen(0, '127.0.0.1', resolve));
+    const primaryUrl = `http://127.0.0.1:${(authority.address() as AddressInfo).port}/`;
     await cp(fixtureDir, appDir, { recursive: true });
     const manifest = await readFile(path.join(appDir, 'lanes.yaml'), 'utf8');
-    await writeFile(path.join(appDir, 'lanes.yaml'), `${manifest.trimEnd()}\n    env: { PRIMARY_FILE: ${JSON.stringify(primaryFile)} }\n`);
+    await writeFile(path.join(appDir, 'lanes.yaml'), `${manifest.trimEnd()}\n    env: { PRIMARY_URL: ${JSON.stringify(primaryUrl)} }\n`);
     assert.equal((await p.cli(['tenant', 'create', 'mq'])).code, 0);
     assert.equal((await p.cli(['env', 'create', REF, '--lane', 'single'])).code, 0);
     const d = await p.cli(['deploy', REF, appDir], 120_000);
     assert.equal(d.code, 0, `deploy failed: ${d.stderr}\n${p.componentLogs()}`);
   });
   after(async () => {
+    authority?.close();
     await p?.stop();
   });
 
@@ -101,7 +107,7 @@ describe('TCP listeners', () => {
     // No instance claims to be the primary yet: the gateway closes connections at once.
     assert.equal(await ask(tcpPort, 'anyone'), null);
 
-    await writeFile(primaryFile, first);
+    primary = first;
     await waitFor(`connections reach ${first}`, async () => (await ask(tcpPort, 'ping')) === `${first}:ping`, { timeoutMs: 30_000, intervalMs: 200 });
     for (let i = 0; i < 3; i++) assert.equal(await ask(tcpPort, `again${i}`), `${first}:again${i}`, 'only the primary gets connections');
     const held = await open(tcpPort);
@@ -111,7 +117,7 @@ describe('TCP listeners', () => {
     // Failover: the other instance becomes the primary. A new connection reaches it within a
     // few check intervals (500 ms each), and the client of the demoted one is cut.
     const switchedAt = Date.now();
-    await writeFile(primaryFile, second);
+    primary = second;
     await waitFor(`connections reach ${second}`, async () => (await ask(tcpPort, 'ping')) === `${second}:ping`, { timeoutMs: 10_000, intervalMs: 50 });
     const tookMs = Date.now() - switchedAt;
     await waitFor('the client of the demoted primary is cut', () => held.closed, { timeoutMs: 10_000 });
@@ -120,14 +126,14 @@ describe('TCP listeners', () => {
 
   it('keeps the port across a new release and frees it with the environment', async () => {
     const manifest = await readFile(path.join(appDir, 'lanes.yaml'), 'utf8');
-    await writeFile(path.join(appDir, 'lanes.yaml'), manifest.replace('PRIMARY_FILE:', 'RELEASE_NOTE: "2", PRIMARY_FILE:'));
+    await writeFile(path.join(appDir, 'lanes.yaml'), manifest.replace('PRIMARY_URL:', 'RELEASE_NOTE: "2", PRIMARY_URL:'));
     const d = await p.cli(['deploy', REF, appDir], 120_000);
     assert.equal(d.code, 0, `redeploy failed: ${d.stderr}`);
     const status = await p.waitReady(REF, 90_000);
     const fresh = status.instances.filter((i) => i.service === 'broker' && i.desired === 'running').map((i) => i.id).sort();
     const r = await p.api<{ services: { name: string; tcp: { port: number } | null }[] }>('GET', `/v1/tenants/mq/environments/prod`);
     assert.equal(r.body.services.find((s) => s.name === 'broker')?.tcp?.port, tcpPort, 'the same platform port after a new release');
-    await writeFile(primaryFile, fresh[0] ?? '');
+    primary = fresh[0] ?? '';
     await waitFor('the new release serves on the same port', async () => (await ask(tcpPort, 'v2')) === `${fresh[0]}:v2`, { timeoutMs: 30_000, intervalMs: 200 });
 
     assert.equal((await p.cli(['env', 'delete', REF], 60_000)).code, 0);
