@@ -748,8 +748,9 @@ export class Platform {
       throw new InputError(`lane: double needs at least 2 zones; this platform has ${this.zones.names.length} (${this.zones.names.join(', ')}); start it with --zones a,b`, 'lane');
     }
     const netns = this.config.isolation === 'netns';
-    let env = await this.store.createEnvironment(netns ? { tenant, name: n, lane: l, netIndexMax: maxEnvironments(this.config.networkCidr) } : { tenant, name: n, lane: l });
-    if (egress !== undefined) env = await this.store.setEgress(env.id, parseEgress(egress, this.config.networkCidr, this.zones.names));
+    // Everything is checked before anything is written, and written in one transaction.
+    const allow = egress === undefined ? undefined : parseEgress(egress, this.config.networkCidr, this.zones.names);
+    const env = await this.store.createEnvironment({ tenant, name: n, lane: l, ...(netns ? { netIndexMax: maxEnvironments(this.config.networkCidr) } : {}), ...(allow === undefined ? {} : { egress: allow }) });
     const where = env.netIndex !== null ? ` on private network ${this.planOf(env.netIndex).subnet}` : '';
     await this.event({ tenant, environment: n, reason: 'EnvironmentCreated', object: `environment/${tenant}/${n}`, message: `environment ${tenant}/${n} created with lane ${l}${where}` });
     return env;

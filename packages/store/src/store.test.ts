@@ -116,6 +116,12 @@ function defineCases(get: () => Store): void {
     assert.equal((await store.setEgress(b.id, [{ cidr: '10.0.0.0/8', port: 443 }])).egress?.[0]?.port, 443);
     assert.equal((await store.getEnvironmentById(b.id)).egress?.[0]?.cidr, '10.0.0.0/8');
     assert.equal((await store.setEgress(b.id, null)).egress, null);
+    const withEgress = await store.createEnvironment({ tenant, name: 'eg', lane: 'single', egress: [{ cidr: '0.0.0.0/0', port: 443 }] });
+    assert.deepEqual(withEgress.egress, [{ cidr: '0.0.0.0/0', port: 443 }], 'egress written with the environment');
+    // Every environment has its own sandbox number (its instances' uid/gid).
+    const numbers = (await store.listEnvironments()).map((e) => e.sandboxId);
+    assert.equal(new Set(numbers).size, numbers.length);
+    assert.ok(numbers.every((n) => Number.isInteger(n) && n > 0));
     await store.createRelease({ environmentId: b.id, hash: 'hnet', manifest, sizeBytes: 1 });
     const i = await store.createInstance({ id: uniq('web'), environmentId: b.id, service: 'web', release: 'hnet', zone: 'a', address: '10.88.9.2' });
     assert.equal(i.address, '10.88.9.2');

@@ -397,7 +397,7 @@ export class Store {
    * Creates an environment. With `netIndexMax`, it also gets the smallest free network
    * index in 1..netIndexMax (its private network), or a ConflictError when none is left.
    */
-  async createEnvironment(input: { tenant: string; name: string; lane: Lane; netIndexMax?: number }): Promise<Environment> {
+  async createEnvironment(input: { tenant: string; name: string; lane: Lane; netIndexMax?: number; egress?: readonly EgressEntry[] | null }): Promise<Environment> {
     checkName('tenant', input.tenant);
     checkName('environment', input.name);
     const lane = checkLane(input.lane);
@@ -419,7 +419,7 @@ export class Store {
       }
       const r = await trx
         .insertInto('environments')
-        .values({ id: envId(), tenant: input.tenant, name: input.name, lane, phase: 'active', current_release: null, net_index: netIndex })
+        .values({ id: envId(), tenant: input.tenant, name: input.name, lane, phase: 'active', current_release: null, net_index: netIndex, egress: input.egress == null ? null : JSON.stringify(input.egress) })
         .returningAll()
         .executeTakeFirstOrThrow();
       changes.push(change('environment', { tenant: r.tenant, environment: r.name, environmentId: r.id }));
