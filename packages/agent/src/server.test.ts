@@ -47,7 +47,11 @@ test('the agent server serves logs (tail and follow), requires the token, and sh
       assert.equal((await fetch(`${server.url}/v1/logs?instance=nope`, { headers: auth })).status, 404);
       assert.equal((await fetch(`${server.url}/v1/logs?instance=web-1&tail=x`, { headers: auth })).status, 400);
 
-      const tail = parseLines(await (await fetch(`${server.url}/v1/logs?instance=web-1&tail=5`, { headers: auth })).text());
+      // The app writes to stderr every 200 ms: healthy can come before its first line.
+      const tail = await waitFor('a stderr line in the tail', async () => {
+        const lines = parseLines(await (await fetch(`${server.url}/v1/logs?instance=web-1&tail=5`, { headers: auth })).text());
+        return lines.some((l) => l.stream === 'stderr') ? lines : false;
+      });
       const out = tail.filter((l) => l.stream === 'stdout');
       assert.equal(out.length, 1);
       assert.deepEqual(out[0], { time: null, instance: 'web-1', service: 'web', zone: 'a', stream: 'stdout', line: `listening pid=${web.pid} port=${web.port}` });
