@@ -55,6 +55,11 @@ export interface UpOptions {
   readonly isolation: IsolationRequest;
   /** The platform CIDR environments' subnets come from (netns). @default '10.88.0.0/16' */
   readonly networkCidr: string;
+  /**
+   * How tenant instances are contained: `runc` sandboxes (root only), `none` (plain processes),
+   * `auto`: runc when root. @default 'auto'
+   */
+  readonly sandbox: 'auto' | 'runc' | 'none';
   /** Internal: this process is the background launcher `--detach` spawned. */
   readonly launcherChild: boolean;
   /** Internal: why `--isolation` is what it is, decided by the foreground `up --detach`. */
@@ -76,6 +81,7 @@ export function parseUpArgs(argv: readonly string[]): UpOptions | 'help' {
     detach: { type: 'boolean' },
     isolation: { type: 'string' },
     'network-cidr': { type: 'string' },
+    sandbox: { type: 'string' },
     'launcher-child': { type: 'boolean' },
     'isolation-reason': { type: 'string' },
   });
@@ -105,6 +111,8 @@ export function parseUpArgs(argv: readonly string[]): UpOptions | 'help' {
     throw new UsageError(`--tcp-ports: ${JSON.stringify(tcpPorts)} is not a port range like 30000-30999`);
   }
   const isolation = parseIsolationRequest(v.isolation);
+  const sandbox = v.sandbox ?? 'auto';
+  if (sandbox !== 'auto' && sandbox !== 'runc' && sandbox !== 'none') throw new UsageError(`--sandbox: ${JSON.stringify(v.sandbox)} should be auto, runc or none`);
   const networkCidr = parseNetworkCidr(v['network-cidr'], isolation, zones);
   return {
     httpPort,
@@ -118,6 +126,7 @@ export function parseUpArgs(argv: readonly string[]): UpOptions | 'help' {
     detach: v.detach === true,
     isolation,
     networkCidr,
+    sandbox,
     launcherChild: v['launcher-child'] === true,
     isolationReason: v['launcher-child'] === true ? (v['isolation-reason'] ?? null) : null,
   };
@@ -144,12 +153,15 @@ export async function upCommand(config: CliConfig, io: Io, argv: readonly string
       : await resolveIsolation(opts.isolation, opts.zones);
   // As root every tenant instance runs in a runc sandbox that sees its package through a
   // mount: LANES_HOME stays 0700. The tools are checked here, before anything starts.
-  const sandboxed = process.getuid?.() === 0;
+  const root = process.getuid?.() === 0;
+  if (opts.sandbox === 'runc' && !root) throw new CliError('--sandbox runc: sandboxes need root; run as root or use --sandbox none');
+  const sandboxed = root && opts.sandbox !== 'none';
+  if (root && opts.sandbox === 'none' && !opts.launcherChild) io.err('lanes: --sandbox none: tenant instances run as plain processes of the supervisors, as root without a network namespace (for benchmarks and debugging, never for tenants)');
   if (sandboxed) {
     const missing = ['runc', 'tini'].filter((t) => !['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/sbin', '/usr/local/bin'].some((d) => existsSync(`${d}/${t}`)));
     if (!existsSync('/usr/share/containers/seccomp.json')) missing.push('golang-github-containers-common');
     if (missing.length > 0) throw new CliError(`as root, instances run in runc sandboxes: install ${missing.join(', ')} (apt-get install runc tini golang-github-containers-common)`);
-  } else {
+  } else if (!root && !opts.launcherChild) {
     io.err('lanes: not root: instances run as processes of the invoking user, without sandboxes');
   }
   // Without sandboxes, isolated instances run unprivileged and must reach their package below
@@ -215,6 +227,7 @@ async function startDetached(config: CliConfig, io: Io, opts: UpOptions, isolati
     ...(opts.demo ? ['--demo'] : []),
     '--isolation', isolation.mode,
     ...(isolation.mode === 'netns' ? ['--network-cidr', opts.networkCidr] : []),
+    '--sandbox', opts.sandbox,
     '--launcher-child',
     `--isolation-reason=${isolation.reason}`, // `=`: the reason may start with "--"
   ];
@@ -471,6 +484,7 @@ class Launcher {
         '--state-dir', paths.zoneDir(zone),
         '--address', '127.0.0.1',
         '--port', '0',
+        '--sandbox', this.#opts.sandbox,
       ]);
       await this.#startAndWait(agent);
     }
