@@ -16,19 +16,12 @@
 import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, chownSync, chmodSync } from 'node:fs';
 import path from 'node:path';
+import { DEFAULT_LIMITS, type ResourceLimits } from '@lanes/spec';
 import { findTool } from './network.js';
 
-/** Resource limits of one instance (cgroups). */
-export interface SandboxLimits {
-  /** Bytes of memory (the OOM killer acts above it). */
-  readonly memoryBytes: number;
-  /** CPU cores (a CFS quota): 0.5 is half a core. */
-  readonly cpus: number;
-  /** Processes and threads. */
-  readonly pids: number;
-}
-
-export const DEFAULT_LIMITS: SandboxLimits = { memoryBytes: 512 * 1024 * 1024, cpus: 1, pids: 512 };
+/** Resource limits of one instance (cgroups): memory in bytes (the OOM killer acts above it), CPU cores (a CFS quota), processes and threads. */
+export type SandboxLimits = ResourceLimits;
+export { DEFAULT_LIMITS };
 
 export interface SandboxInstance {
   /** The container id (the instance id: unique on this machine). */

@@ -503,7 +503,7 @@ export class Supervisor {
           netns,
           uid: d.user.uid,
           gid: d.user.gid,
-          limits: DEFAULT_LIMITS,
+          limits: d.limits ?? DEFAULT_LIMITS,
         });
         spawnEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
         spawnCwd = dir;

@@ -81,3 +81,16 @@ test('a desired watch message carries its networks; a bad network rejects the me
   const bad = JSON.stringify({ type: 'desired', revision: 8, instances: [], networks: [{ ...ENV_NET, cidr: 'x' }] });
   assert.throws(() => parseWatchMessage(bad), /networks\[0\]\.cidr/);
 });
+
+test('a sandbox user and limits are parsed; root, garbage and absurd values are refused with the field named', () => {
+  const d = parseDesiredInstance('i', { ...desired('w', 'server.mjs'), user: { uid: 200001, gid: 200001 }, limits: { memoryBytes: 268_435_456, cpus: 0.5, pids: 128 } });
+  assert.deepEqual(d.user, { uid: 200001, gid: 200001 });
+  assert.deepEqual(d.limits, { memoryBytes: 268_435_456, cpus: 0.5, pids: 128 });
+  const plain = parseDesiredInstance('i', desired('w', 'server.mjs'));
+  assert.equal(plain.user, undefined, 'the platform\'s own programs have no user');
+  assert.equal(plain.limits, undefined);
+  assert.throws(() => parseDesiredInstance('i', { ...desired('w', 'server.mjs'), user: { uid: 0, gid: 0 } }), /i\.user\.uid/);
+  assert.throws(() => parseDesiredInstance('i', { ...desired('w', 'server.mjs'), user: 'root' }), /i\.user/);
+  assert.throws(() => parseDesiredInstance('i', { ...desired('w', 'server.mjs'), limits: { memoryBytes: 1, cpus: 1, pids: 10 } }), /i\.limits\.memoryBytes/);
+  assert.throws(() => parseDesiredInstance('i', { ...desired('w', 'server.mjs'), limits: { memoryBytes: 268_435_456, cpus: 'all', pids: 10 } }), /i\.limits\.cpus/);
+});

@@ -203,6 +203,15 @@ export function parseDesiredInstance(field: string, value: unknown): DesiredInst
     const u = userRaw as Record<string, unknown>;
     user = { uid: int(`${field}.user.uid`, u['uid'], 1, 2 ** 31 - 2), gid: int(`${field}.user.gid`, u['gid'], 1, 2 ** 31 - 2) };
   }
+  const limitsRaw = value['limits'];
+  let limits: { memoryBytes: number; cpus: number; pids: number } | undefined;
+  if (limitsRaw !== undefined) {
+    if (typeof limitsRaw !== 'object' || limitsRaw === null) throw new InputError(`${field}.limits: ${describe(limitsRaw)} should be { memoryBytes, cpus, pids }`, `${field}.limits`);
+    const l = limitsRaw as Record<string, unknown>;
+    const cpus = l['cpus'];
+    if (typeof cpus !== 'number' || !(cpus >= 0.01 && cpus <= 1024)) throw new InputError(`${field}.limits.cpus: ${describe(cpus)} should be a number of cores`, `${field}.limits.cpus`);
+    limits = { memoryBytes: int(`${field}.limits.memoryBytes`, l['memoryBytes'], 4 * 1024 * 1024, 2 ** 50), cpus, pids: int(`${field}.limits.pids`, l['pids'], 1, 4_194_304) };
+  }
   return {
     id: checkInstanceId(`${field}.id`, value['id']),
     tenant: str(`${field}.tenant`, value['tenant']),
@@ -218,6 +227,7 @@ export function parseDesiredInstance(field: string, value: unknown): DesiredInst
     network: parseInstanceNetwork(`${field}.network`, value['network']),
     ...(checkPort === true || typeof checkPort === 'number' ? { checkPort: checkPort as true | number } : {}),
     ...(user === undefined ? {} : { user }),
+    ...(limits === undefined ? {} : { limits }),
   };
 }
 

@@ -545,6 +545,7 @@ export class Platform {
         // A primary_check is served on a second port (CHECK_PORT) the gateway checks.
         ...(svc.primaryCheck ? { checkPort: true } : {}),
         user: { uid: SANDBOX_UID_BASE + env.sandboxId, gid: SANDBOX_UID_BASE + env.sandboxId },
+        ...(svc.limits ? { limits: svc.limits } : {}),
       });
     }
     const networks: EnvironmentNetwork[] = [];

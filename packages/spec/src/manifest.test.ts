@@ -25,10 +25,21 @@ describe('parseManifest', () => {
       name: 'hello',
       services: [
         { name: 'web', command: 'node server.js', argv: ['node', 'server.js'], instances: 1, http: false, path: null, port: null, health: null, env: {}, stopGraceMs: 10_000, allowFrom: null, autoscale: null, maxSurge: null, maxUnavailable: null,
-          balance: 'round_robin', sticky: null, timeoutMs: 30_000, outlier: { consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 300_000, maxEjectedPercent: 50 }, tcp: false, primaryCheck: null },
+          balance: 'round_robin', sticky: null, timeoutMs: 30_000, outlier: { consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 300_000, maxEjectedPercent: 50 }, tcp: false, primaryCheck: null,
+          limits: { memoryBytes: 512 * 1024 ** 2, cpus: 1, pids: 512 } },
       ],
       deadlineMs: 60_000,
     });
+  });
+
+  it('reads resource limits, and refuses sizes and counts out of range in one line', () => {
+    assert.deepEqual(parseManifest(web('    limits: { memory: 256mb, cpu: 0.5, pids: 128 }\n')).services[0]?.limits, { memoryBytes: 256 * 1024 ** 2, cpus: 0.5, pids: 128 });
+    assert.deepEqual(parseManifest(web('    limits: { memory: 1gb }\n')).services[0]?.limits, { memoryBytes: 1024 ** 3, cpus: 1, pids: 512 });
+    refuses(web('    limits: { memory: lots }\n'), 'lanes.yaml: services.web.limits.memory: "lots" is not a size; use e.g. 256mb or 1gb', 'services.web.limits.memory');
+    refuses(web('    limits: { memory: 1mb }\n'), 'lanes.yaml: services.web.limits.memory: "1mb" is out of range; use 32mb to 64gb', 'services.web.limits.memory');
+    assert.throws(() => parseManifest(web('    limits: { pids: 2 }\n')), /services\.web\.limits\.pids: must be at least 16/);
+    assert.throws(() => parseManifest(web('    limits: { cpu: 0 }\n')), /services\.web\.limits\.cpu: must be at least 0\.05/);
+    assert.throws(() => parseManifest(web('    limits: { disk: 1gb }\n')), /services\.web\.limits/);
   });
 
   it('applies the health check defaults (1000/500/2/2)', () => {

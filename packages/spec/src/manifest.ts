@@ -85,6 +85,13 @@ const serviceSchema = z.strictObject({
   outlier: outlierSchema.optional(),
   tcp: z.boolean().optional(),
   primary_check: primaryCheckSchema.optional(),
+  limits: z
+    .strictObject({
+      memory: z.union([z.string(), z.number()]).optional(),
+      cpu: z.number().min(0.05, 'must be at least 0.05 (of a core)').max(64, 'must be at most 64 cores').optional(),
+      pids: z.number().int().min(16, 'must be at least 16').max(32_768, 'must be at most 32768').optional(),
+    })
+    .optional(),
   scale: z
     .strictObject({
       min: z.number().int().min(0).max(MAX_INSTANCES_PER_SERVICE),
@@ -193,6 +200,8 @@ export interface ServiceSpec {
   /** A raw TCP service (listening on PORT) exposed on a platform TCP port of its own. */
   readonly tcp: boolean;
   readonly primaryCheck: PrimaryCheckSpec | null;
+  /** What one instance may use (cgroups, enforced by its sandbox). Absent in manifests stored before limits existed: the defaults. */
+  readonly limits?: ResourceLimits;
 }
 
 export interface AutoscaleSpec {
@@ -232,6 +241,32 @@ export interface Manifest {
 export const HEALTH_DEFAULTS = { intervalMs: 1000, timeoutMs: 500, healthyThreshold: 2, unhealthyThreshold: 2, expectStatus: [200, 399] } as const;
 export const DEFAULT_STOP_GRACE_MS = 10_000;
 export const DEFAULT_ROLLOUT_DEADLINE_MS = 60_000;
+
+/** What one instance may use: memory (bytes), CPU (cores, a CFS quota) and processes/threads. */
+export interface ResourceLimits {
+  readonly memoryBytes: number;
+  readonly cpus: number;
+  readonly pids: number;
+}
+
+/** An instance's limits when its service names none: 512 MiB, one core, 512 processes. */
+export const DEFAULT_LIMITS: ResourceLimits = { memoryBytes: 512 * 1024 ** 2, cpus: 1, pids: 512 };
+const MEMORY_MIN = 32 * 1024 ** 2;
+const MEMORY_MAX = 64 * 1024 ** 3;
+const MEMORY_RE = /^(\d+(?:\.\d+)?)(k|kb|kib|m|mb|mib|g|gb|gib)?$/;
+const MEMORY_UNITS: Readonly<Record<string, number>> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+function parseMemory(at: string, value: string | number): number {
+  let bytes: number;
+  if (typeof value === 'number') bytes = value;
+  else {
+    const m = MEMORY_RE.exec(value.replace(/\s+/g, '').toLowerCase());
+    if (m === null) throw new InputError(`lanes.yaml: ${at}: ${JSON.stringify(value)} is not a size; use e.g. 256mb or 1gb`, at);
+    bytes = Math.floor(Number(m[1]) * (m[2] === undefined ? 1 : (MEMORY_UNITS[m[2].charAt(0)] ?? 1)));
+  }
+  if (!Number.isSafeInteger(bytes) || bytes < MEMORY_MIN || bytes > MEMORY_MAX) throw new InputError(`lanes.yaml: ${at}: ${JSON.stringify(value)} is out of range; use 32mb to 64gb`, at);
+  return bytes;
+}
 
 function pathOf(path: readonly PropertyKey[]): string {
   return path.map((p) => String(p)).join('.') || '(root)';
@@ -416,6 +451,11 @@ export function validateManifest(input: unknown): Manifest {
             timeoutMs: s.primary_check.timeout !== undefined ? parseDurationMs(s.primary_check.timeout) : HEALTH_DEFAULTS.timeoutMs,
           }
         : null,
+      limits: {
+        memoryBytes: s.limits?.memory !== undefined ? parseMemory(`${at}.limits.memory`, s.limits.memory) : DEFAULT_LIMITS.memoryBytes,
+        cpus: s.limits?.cpu ?? DEFAULT_LIMITS.cpus,
+        pids: s.limits?.pids ?? DEFAULT_LIMITS.pids,
+      },
     });
     for (const key of ['balance', 'sticky', 'timeout', 'outlier'] as const) {
       if (s[key] !== undefined && s.http !== true) throw new InputError(`lanes.yaml: ${at}.${key}: only an http service is load balanced by the gateway`, `${at}.${key}`);

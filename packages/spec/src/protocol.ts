@@ -36,6 +36,8 @@ export interface DesiredInstance {
    * platform's own programs (a database member), which run as the supervisor does.
    */
   readonly user?: { readonly uid: number; readonly gid: number };
+  /** Memory, CPU and process limits of its sandbox (the service's `limits`). Absent: the defaults. */
+  readonly limits?: { readonly memoryBytes: number; readonly cpus: number; readonly pids: number };
 }
 
 /** An environment's instances run as uid/gid SANDBOX_UID_BASE + its sandbox number. */
