@@ -10,7 +10,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { homePaths, instancesFromAgentState, readComponentState, readContext, readJson, writeJsonAtomic, zoneDirs } from './home.js';
 import { thawZone } from './freeze.js';
 import type { Io } from './io.js';
-import { isAlive, isLauncher, isOurs, signalGroup, startTime, terminate, waitForExit } from './procs.js';
+import { descendants, isAlive, isLauncher, isOurs, signalGroup, startTime, terminate, waitForExit } from './procs.js';
 
 export interface StopOptions {
   /** A pid never to signal: the launcher calling this on itself. */
@@ -100,8 +100,12 @@ export async function stopPlatform(home: string, io: Io, options: StopOptions = 
       if (!isAlive(rec.pid)) continue;
       const now = startTime(rec.pid);
       if (rec.startTime !== null && now !== null && now !== rec.startTime) continue; // a reused pid
+      // A sandboxed instance's pid is runc's: what runs inside (tini, the program) is below it
+      // in groups of its own, and outlives a runc that is killed.
+      const inside = descendants(rec.pid);
       signalGroup(rec.pid, 'SIGTERM');
       if (!(await waitForExit(rec.pid, 3_000))) signalGroup(rec.pid, 'SIGKILL');
+      for (const pid of inside) if (isAlive(pid)) signalGroup(pid, 'SIGKILL');
       leftovers++;
     }
   }
