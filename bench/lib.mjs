@@ -30,12 +30,14 @@ export function run(env, args, timeoutMs = 180_000) {
   });
 }
 
-export async function bootPlatform(zones = 'a,b,c', isolation = 'none') {
+export async function bootPlatform(zones = 'a,b,c', isolation = 'none', extra = []) {
   const home = mkdtempSync(path.join(os.tmpdir(), 'lanes-bench-'));
   const apiPort = await freePort();
   const httpPort = await freePort();
   const env = { ...process.env, LANES_HOME: home };
-  await run(env, ['up', '--detach', '--api-port', String(apiPort), '--http-port', String(httpPort), '--zones', zones, '--isolation', isolation]);
+  // Every port a free one: two platforms of one benchmark run side by side.
+  const ports = ['--dns-port', String(await freePort()), '--https-port', String(await freePort())];
+  await run(env, ['up', '--detach', '--api-port', String(apiPort), '--http-port', String(httpPort), ...ports, '--zones', zones, '--isolation', isolation, ...extra]);
   const token = readFileSync(path.join(home, 'admin.token'), 'utf8').trim();
   return {
     home, env, apiPort, httpPort, token,
