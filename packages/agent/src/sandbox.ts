@@ -273,6 +273,26 @@ export class SandboxRuntime {
     return next;
   }
 
+  /**
+   * Removes every container this runtime knows that is not in `keep`: what a runc killed
+   * while no supervisor watched left behind for instances that are no longer wanted.
+   */
+  async sweep(keep: ReadonlySet<string>): Promise<string[]> {
+    const ids = await new Promise<string[]>((resolve) => {
+      execFile(this.#runc, ['--root', path.join(this.#dir, 'state'), 'list', '-q'], { timeout: 10_000, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }, (err, stdout) => {
+        resolve(err === null ? String(stdout).split('\n').map((l) => l.trim()).filter(Boolean) : []);
+      });
+    });
+    const gone = ids.filter((id) => !keep.has(id));
+    for (const id of gone) await this.remove(id);
+    return gone;
+  }
+
+  /** Resolves once every removal asked for so far is done. */
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.#queues.values()]);
+  }
+
   /** Signals every process of a running container. */
   async kill(id: string, signal: 'KILL' | 'TERM'): Promise<void> {
     await run(this.#runc, ['--root', path.join(this.#dir, 'state'), 'kill', '--all', id, signal]);

@@ -222,6 +222,16 @@ export class Supervisor {
       this.adopt(slot, r.pid, r.startTime);
       void this.stopSlot(slot, true);
     }
+    // Containers of instances this supervisor no longer has (their runc killed while it was away).
+    if (this.sandbox !== null) {
+      const keep = new Set(this.slots.keys());
+      void this.sandbox.sweep(keep).then(
+        (gone) => {
+          if (gone.length > 0) this.log.warn({ containers: gone }, 'removed sandboxes of instances no longer wanted');
+        },
+        (err: unknown) => this.log.warn({ err }, 'could not sweep sandboxes'),
+      );
+    }
     if (this.pendingDesired !== null) {
       const pending = this.pendingDesired;
       const nets = this.pendingNetworks ?? [];
@@ -337,6 +347,7 @@ export class Supervisor {
     }
     this.networks.close();
     await this.networks.idle();
+    await this.sandbox?.idle();
     for (const slot of this.slots.values()) {
       this.clearTimers(slot);
       slot.generation += 1;
@@ -475,9 +486,7 @@ export class Supervisor {
     const errFile = path.join(dir, 'stderr.log');
     rotateIfLarge(outFile, this.maxLogBytes);
     rotateIfLarge(errFile, this.maxLogBytes);
-    const env: Record<string, string> = {
-      ...this.baseEnv,
-      ...d.env,
+    const platformVars: Record<string, string> = {
       PORT: String(port),
       ...(checkPort === null ? {} : { CHECK_PORT: String(checkPort) }),
       HOST: d.network?.address ?? this.address,
@@ -488,6 +497,7 @@ export class Supervisor {
       LANES_ZONE: this.zone,
       LANES_RELEASE: d.release,
     };
+    const env: Record<string, string> = { ...this.baseEnv, ...d.env, ...platformVars };
     let argv: string[];
     let spawnEnv: Record<string, string> = env;
     let spawnCwd = cwd;
@@ -497,7 +507,8 @@ export class Supervisor {
         argv = this.sandbox.prepare({
           id: d.id,
           argv: d.argv,
-          env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/data', TMPDIR: '/tmp', ...(this.baseEnv.LANG ? { LANG: this.baseEnv.LANG } : {}), ...env, LANES_DATA_DIR: '/data' },
+          // Nothing of the supervisor's own environment (its HOME, its PATH) leaks in.
+          env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/data', TMPDIR: '/tmp', ...(this.baseEnv.LANG ? { LANG: this.baseEnv.LANG } : {}), ...(this.baseEnv.TZ ? { TZ: this.baseEnv.TZ } : {}), ...d.env, ...platformVars, LANES_DATA_DIR: '/data' },
           packageDir: cwd,
           dataDir: path.join(dir, 'data'),
           netns,
@@ -671,7 +682,8 @@ export class Supervisor {
     slot.lastExitCode = code;
     slot.lastExitSignal = signal;
     // runc killed (kill -9 of the reported pid, say) leaves its container running: it goes too.
-    if (this.sandboxed(slot.desired)) void this.sandbox?.remove(slot.desired.id);
+    // (Any instance: a placeholder adopted after a restart does not know it was sandboxed; a missing container is fine.)
+    if (this.sandbox !== null) void this.sandbox.remove(slot.desired.id);
     const waiters = slot.goneWaiters.splice(0);
     for (const w of waiters) w();
     if (slot.stopping !== null || this.closing || !slot.wanted) {
@@ -739,7 +751,7 @@ export class Supervisor {
         this.signalGroup(pid, 'SIGTERM');
         if (!(await this.waitGone(slot, slot.desired.stopGraceMs))) {
           this.log.warn({ instance: slot.desired.id, pid, graceMs: slot.desired.stopGraceMs }, 'instance ignored SIGTERM; killing');
-          if (this.sandboxed(slot.desired)) await this.sandbox?.kill(slot.desired.id, 'KILL');
+          if (this.sandbox !== null) await this.sandbox.kill(slot.desired.id, 'KILL');
           this.signalGroup(pid, 'SIGKILL');
           await this.waitGone(slot, this.killWaitMs);
           slot.message = `stopped: killed after ${seconds(slot.desired.stopGraceMs)} grace`;
