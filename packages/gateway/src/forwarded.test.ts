@@ -3,7 +3,9 @@
  * without trusted proxies, as units; then through real gateways and upstreams on loopback:
  * forged X-Forwarded-For / X-Real-IP / Forwarded replaced on plain HTTP, HTTPS and WebSocket
  * upgrades, a trusted proxy's chain kept with the right client for the headers and for the
- * environment's access control, and the `--trusted-proxies` flag.
+ * environment's access control, and the `--trusted-proxies` flag. The other client-address and
+ * forwarding-claim headers (True-Client-IP, CF-Connecting-IP, X-Forwarded-Port, …) are dropped
+ * on all of these, from trusted proxies too.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -19,7 +21,7 @@ import { parseEdgeSettings } from '@lanes/spec';
 import type { VirtualHost } from '@lanes/spec';
 import { tempDir, waitFor } from '@lanes/testkit';
 import { parseConfig } from './config.js';
-import { compileTrustedProxies, forwardingHeaders, isForwardingAlias, parseForwardedFor, resolveClient } from './forwarded.js';
+import { CLIENT_CLAIM_HEADERS, compileTrustedProxies, forwardingHeaders, isForwardingAlias, parseForwardedFor, resolveClient } from './forwarded.js';
 import { startUpstream, table, vhost } from './harness.js';
 import type { TestUpstream } from './harness.js';
 import { ACCESS_LOG_FILE } from './persist.js';
@@ -35,6 +37,26 @@ const FORGED = {
   'x-forwarded-proto': 'https',
   'x-forwarded-host': 'evil.example',
 };
+/** Other headers claiming a client address or a forwarding fact, some with underscores. */
+const CLAIMS: ReadonlyArray<[string, string]> = [
+  ['X-Forwarded-Port', '1'],
+  ['X-Forwarded-Prefix', '/evil'],
+  ['X-Forwarded-Server', 'evil.example'],
+  ['X-Forwarded-Scheme', 'https'],
+  ['X-Forwarded-Ssl', 'on'],
+  ['X-Original-Forwarded-For', '198.51.100.66'],
+  ['True-Client-IP', '198.51.100.66'],
+  ['X-Client-IP', '198.51.100.66'],
+  ['X-Cluster-Client-IP', '198.51.100.66'],
+  ['CF-Connecting-IP', '198.51.100.66'],
+  ['Fastly-Client-IP', '198.51.100.66'],
+  ['X_Forwarded_Port', '2'],
+  ['True_Client_IP', '198.51.100.67'],
+  ['cf_connecting_ip', '198.51.100.68'],
+  ['X-Forwarded_Prefix', '/evil2'],
+];
+/** CLAIMS as raw header lines. */
+const claimLines = CLAIMS.map(([name, value]) => `${name}: ${value}\r\n`).join('');
 
 describe('forwarded: deciding the client', () => {
   const trusted = compileTrustedProxies(['10.0.0.0/8', '127.0.0.1', '2001:db8:ffff::/48']);
@@ -90,9 +112,30 @@ describe('forwarded: deciding the client', () => {
     assert.match(forwardingHeaders(resolveClient('192.0.2.1', '', null), false, ''), /\r\nForwarded: for=192\.0\.2\.1;proto=http\r\n$/);
   });
 
+  it('writes X-Forwarded-Port when given the listener port, and nothing for a missing or odd one', () => {
+    assert.equal(
+      forwardingHeaders(resolveClient('192.0.2.1', '', null), true, 'a.example', 8443),
+      'X-Forwarded-For: 192.0.2.1\r\nX-Real-IP: 192.0.2.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: a.example\r\nX-Forwarded-Port: 8443\r\nForwarded: for=192.0.2.1;proto=https;host=a.example\r\n',
+    );
+    for (const none of [undefined, 0, -1, 65_536, 80.5, Number.NaN]) {
+      assert.ok(!forwardingHeaders(resolveClient('192.0.2.1', '', null), false, 'a.example', none).includes('X-Forwarded-Port'), String(none));
+    }
+  });
+
   it('knows the underscore spellings CGI-style servers read as the same headers', () => {
     for (const yes of ['X_Forwarded_For', 'x_real_ip', 'X-Forwarded_Host', 'x_forwarded-proto']) assert.ok(isForwardingAlias(yes), yes);
     for (const no of ['X-Forwarded-For', 'x_request_id', 'forwarded', 'x_real_ip_x', 'cookie']) assert.ok(!isForwardingAlias(no), no);
+  });
+
+  it('knows the other client-address and forwarding-claim headers in every spelling', () => {
+    for (const name of CLIENT_CLAIM_HEADERS) {
+      for (const spelling of [name, name.toUpperCase(), name.replace(/-/g, '_'), name.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => `${d}${c.toUpperCase()}`)]) {
+        assert.ok(isForwardingAlias(spelling), spelling);
+      }
+    }
+    for (const [name] of CLAIMS) assert.ok(isForwardingAlias(name), name);
+    const others = ['X-Request-Id', 'content-type', 'CF-Ray', 'cf-ipcountry', 'X-Forwarded-Portal', 'x-client', 'true-client', 'x-clientip', 'Fastly-Client', 'accept-encoding', 'traceparent', 'x_original_url'];
+    for (const no of others) assert.ok(!isForwardingAlias(no), no);
   });
 
   it('refuses a bad trusted-proxy block in the options, naming it', () => {
@@ -197,7 +240,16 @@ async function upgrade(port: number, extra: string): Promise<Seen> {
   return JSON.parse(Buffer.from(m[1], 'base64').toString()) as Seen;
 }
 
-const forgedLines = `X-Forwarded-For: 198.51.100.66\r\nX-Real-IP: 198.51.100.66\r\nForwarded: for=198.51.100.66\r\nX_Real_IP: 198.51.100.66\r\nX-Forwarded-Proto: https\r\n`;
+const forgedLines = `X-Forwarded-For: 198.51.100.66\r\nX-Real-IP: 198.51.100.66\r\nForwarded: for=198.51.100.66\r\nX_Real_IP: 198.51.100.66\r\nX-Forwarded-Proto: https\r\n${claimLines}`;
+
+/** None of CLAIMS reached the instance, in any spelling. */
+function assertNoClaims(seen: Seen | null): void {
+  assert.ok(seen);
+  const h = seen.headers;
+  for (const [name] of CLAIMS) assert.equal(h[name.toLowerCase()], undefined, `${name} is dropped`);
+  // X-Forwarded-Port too: proxy.ts and upgrade.ts do not pass forwardingHeaders the listener port yet.
+  for (const name of CLIENT_CLAIM_HEADERS) assert.equal(h[name], undefined, name);
+}
 
 function assertTruePeer(seen: Seen | null, proto: 'http' | 'https'): void {
   assert.ok(seen);
@@ -208,12 +260,13 @@ function assertTruePeer(seen: Seen | null, proto: 'http' | 'https'): void {
   assert.equal(h['x-forwarded-host'], HOST);
   assert.equal(h['forwarded'], `for=127.0.0.1;proto=${proto};host=${HOST}`);
   assert.equal(h['x_real_ip'], undefined, 'the underscore spelling is dropped too');
+  assertNoClaims(seen);
 }
 
 describe('forwarded: through the gateway, without trusted proxies', () => {
-  it('replaces a forged X-Forwarded-For, X-Real-IP and Forwarded on plain HTTP: the instance sees 127.0.0.1', async () => {
+  it('replaces a forged X-Forwarded-For, X-Real-IP and Forwarded on plain HTTP, and drops the other claims: the instance sees 127.0.0.1', async () => {
     const gw = await gateway();
-    const r = await get(gw.url, [...Object.entries(FORGED), ['X_Forwarded_For', '198.51.100.66']]);
+    const r = await get(gw.url, [...Object.entries(FORGED), ['X_Forwarded_For', '198.51.100.66'], ...CLAIMS]);
     assert.equal(r.status, 200, r.text);
     assertTruePeer(r.seen, 'http');
     assert.equal(r.seen?.headers['x_forwarded_for'], undefined);
@@ -221,7 +274,7 @@ describe('forwarded: through the gateway, without trusted proxies', () => {
     assertTruePeer((await get(gw.url, [])).seen, 'http');
   });
 
-  it('replaces them on a WebSocket upgrade too', async () => {
+  it('replaces and drops them on a WebSocket upgrade too', async () => {
     const gw = await gateway();
     assertTruePeer(await upgrade(Number(new URL(gw.url).port), forgedLines), 'http');
   });
@@ -235,7 +288,7 @@ describe('forwarded: through the gateway, without trusted proxies', () => {
 });
 
 describe('forwarded: through the gateway over HTTPS', () => {
-  it('replaces the forged headers on HTTPS requests and upgrades, with proto https', async () => {
+  it('replaces the forged headers and drops the other claims on HTTPS requests and upgrades, with proto https', async () => {
     const cert = path.join(dir, 'cert.pem');
     const key = path.join(dir, 'key.pem');
     execFileSync('openssl', [
@@ -248,7 +301,7 @@ describe('forwarded: through the gateway over HTTPS', () => {
     await gw.start();
     gw.applyTable(table(1, [{ ...vhost(HOST, [{ endpoints: [up.endpoint] }]), tls: { certPem, keyPem: readFileSync(key, 'utf8'), source: 'custom', notAfter: new Date(Date.now() + 86_400_000).toISOString() } }]));
     assert.ok(gw.httpsUrl);
-    const r = await get(gw.httpsUrl, Object.entries(FORGED), { servername: HOST, rejectUnauthorized: false });
+    const r = await get(gw.httpsUrl, [...Object.entries(FORGED), ...CLAIMS], { servername: HOST, rejectUnauthorized: false });
     assert.equal(r.status, 200, r.text);
     assertTruePeer(r.seen, 'https');
 
@@ -268,15 +321,17 @@ describe('forwarded: through the gateway over HTTPS', () => {
 });
 
 describe('forwarded: through the gateway behind a trusted proxy', () => {
-  it('keeps the proxy chain, appends the peer and names the right-most untrusted address as the client', async () => {
+  it('keeps the proxy chain, appends the peer and names the right-most untrusted address as the client; other claims are dropped', async () => {
     const gw = await gateway({ trustedProxies: ['127.0.0.1', '10.0.0.0/8'] });
     // The client put 198.51.100.66 in front; the outer proxy (10.0.0.2) saw 203.0.113.7.
     const r = await get(gw.url, [
       ['X-Forwarded-For', '198.51.100.66, 203.0.113.7, 10.0.0.2'],
       ['X-Real-IP', '198.51.100.66'],
       ['Forwarded', 'for=198.51.100.66'],
+      ...CLAIMS,
     ]);
     assert.equal(r.status, 200, r.text);
+    assertNoClaims(r.seen);
     const h = r.seen?.headers ?? {};
     assert.equal(h['x-forwarded-for'], '198.51.100.66, 203.0.113.7, 10.0.0.2, 127.0.0.1');
     assert.equal(h['x-real-ip'], '203.0.113.7');
@@ -287,7 +342,8 @@ describe('forwarded: through the gateway behind a trusted proxy', () => {
     assert.equal((await get(gw.url, [])).seen?.headers['x-real-ip'], '127.0.0.1');
 
     // Upgrades decide the same way.
-    const seen = await upgrade(Number(new URL(gw.url).port), 'X-Forwarded-For: [2001:db8::1]:4711\r\nX-Real-IP: 198.51.100.66\r\n');
+    const seen = await upgrade(Number(new URL(gw.url).port), `X-Forwarded-For: [2001:db8::1]:4711\r\nX-Real-IP: 198.51.100.66\r\n${claimLines}`);
+    assertNoClaims(seen);
     assert.equal(seen.headers['x-forwarded-for'], '[2001:db8::1]:4711, 127.0.0.1');
     assert.equal(seen.headers['x-real-ip'], '2001:db8::1');
     assert.equal(seen.headers['forwarded'], `for="[2001:db8::1]:4711", for=127.0.0.1;proto=http;host=${HOST}`);

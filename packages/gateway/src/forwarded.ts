@@ -14,6 +14,11 @@
  * Forwarded mirrors the X-Forwarded-For chain, one `for=` element per hop; the gateway's own
  * element (for the peer) also says `proto` and `host`. IPv6 nodes are quoted and bracketed,
  * an entry that is not an address is `for=unknown`.
+ *
+ * Other headers that name a client address or make a forwarding claim some framework
+ * believes (CLIENT_CLAIM_HEADERS: `True-Client-IP`, `CF-Connecting-IP`, `X-Forwarded-Port`,
+ * `X-Forwarded-Ssl`, …) are dropped in every spelling, from every peer, trusted or not: the
+ * gateway writes `X-Forwarded-Port` itself when its caller gives it the listener's port.
  */
 import { parseCidrBlock, parseIpAddress } from '@lanes/spec';
 import { CidrMatcher, unmappedAddress } from './access.js';
@@ -111,13 +116,16 @@ function forwardedHost(host: string): string {
 /**
  * The forwarding header lines sent upstream (each ending in CRLF). `host` is the request's
  * Host (already checked to hold host-name characters only; '' when the request had none).
+ * `localPort` is the port of the listener the request arrived on (the connection's local
+ * port), sent as X-Forwarded-Port; without it (or when the socket has none) no such line.
  */
-export function forwardingHeaders(chain: ClientChain, secure: boolean, host: string): string {
+export function forwardingHeaders(chain: ClientChain, secure: boolean, host: string, localPort?: number): string {
   const proto = secure ? 'https' : 'http';
   const forwarded = host === '' ? `${chain.forwardedNodes};proto=${proto}` : `${chain.forwardedNodes};proto=${proto};host=${forwardedHost(host)}`;
+  const port = localPort === undefined || !Number.isInteger(localPort) || localPort <= 0 || localPort > 65_535 ? '' : `X-Forwarded-Port: ${localPort}\r\n`;
   return (
     `X-Forwarded-For: ${chain.forwardedFor}\r\nX-Real-IP: ${chain.client}\r\n` +
-    `X-Forwarded-Proto: ${proto}\r\nX-Forwarded-Host: ${host}\r\nForwarded: ${forwarded}\r\n`
+    `X-Forwarded-Proto: ${proto}\r\nX-Forwarded-Host: ${host}\r\n${port}Forwarded: ${forwarded}\r\n`
   );
 }
 
@@ -128,11 +136,38 @@ export function forwardingHeaders(chain: ClientChain, secure: boolean, host: str
 export const FORWARDING_HEADERS: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-real-ip', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded']);
 
 /**
- * True for a header name that some servers read as one of FORWARDING_HEADERS: CGI, WSGI
- * and Rack map `X_Real_IP` and `X-Real-IP` both to `HTTP_X_REAL_IP`. Checked by length and
- * underscore first: almost no name gets further.
+ * Other request headers that carry a client address or a forwarding claim which some server,
+ * framework or CDN library believes (lower case): dropped in every spelling and from every
+ * peer, since the gateway cannot vouch for them. X-Forwarded-Port is the gateway's own
+ * (forwardingHeaders); X-Forwarded-Ssl and X-Forwarded-Scheme are read for the scheme by
+ * Rack and others, so they would contradict X-Forwarded-Proto.
+ */
+export const CLIENT_CLAIM_HEADERS: ReadonlySet<string> = new Set([
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-server',
+  'x-forwarded-scheme',
+  'x-forwarded-ssl',
+  'x-original-forwarded-for',
+  'true-client-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+]);
+
+/**
+ * True for a request header the caller drops besides FORWARDING_HEADERS themselves (which
+ * it handles by name): any spelling of CLIENT_CLAIM_HEADERS, and the spellings with
+ * underscores of FORWARDING_HEADERS — CGI, WSGI and Rack map `X_Real_IP` and `X-Real-IP`
+ * both to `HTTP_X_REAL_IP`. Checked by length and first letter first: few names get further.
  */
 export function isForwardingAlias(name: string): boolean {
-  if (name.length < 9 || name.length > 17 || name.indexOf('_') === -1) return false;
-  return FORWARDING_HEADERS.has(name.replace(/_/g, '-').toLowerCase());
+  if (name.length < 9 || name.length > 24) return false;
+  const first = name.charCodeAt(0) | 0x20;
+  if (first !== 120 /* x */ && first !== 99 /* c */ && first !== 102 /* f */ && first !== 116 /* t */) return false;
+  const lower = name.toLowerCase();
+  if (lower.indexOf('_') === -1) return CLIENT_CLAIM_HEADERS.has(lower);
+  const dashed = lower.replace(/_/g, '-');
+  return FORWARDING_HEADERS.has(dashed) || CLIENT_CLAIM_HEADERS.has(dashed);
 }
