@@ -10,7 +10,7 @@ interface CommandHelp {
 export const HELP: Readonly<Record<string, CommandHelp>> = {
   up: {
     usage:
-      'lanes up [--http-port 8080] [--https-port 8443] [--api-port 7070] [--dns-port 8053] [--tcp-ports 30000-30999] [--zones a,b,c] [--domain lanes.localhost] [--isolation auto|netns|none] [--network-cidr 10.88.0.0/16] [--sandbox auto|runc|none] [--demo] [--detach]',
+      'lanes up [--http-port 8080] [--https-port 8443] [--api-port 7070] [--dns-port 8053] [--tcp-ports 30000-30999] [--zones a,b,c] [--domain lanes.localhost] [--isolation auto|netns|none] [--network-cidr 10.88.0.0/16] [--sandbox auto|runc|none] [--trusted-proxies CIDR,...] [--demo] [--detach]',
     summary: 'start the platform (control plane, one supervisor per zone, gateway) and supervise it',
     details: [
       'Everything lives in LANES_HOME (default ~/.lanes); logs in LANES_HOME/logs.',
@@ -20,6 +20,8 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
       '--network-cidr  the network environments\' subnets (/24 each) come from, /8 to /23 (netns only)',
       '--sandbox       runc: every tenant instance in its own runc sandbox (root; needs runc, tini and',
       '                the containers\' seccomp profile); none: plain processes; auto (default): runc as root',
+      '--trusted-proxies  proxies in front of the gateway (CIDRs or addresses, comma-separated; default none)',
+      '                whose X-Forwarded-For chain it keeps; the client is the right-most untrusted address',
       '--demo          create tenant demo, environment demo/prod (lane double) and deploy examples/hello',
       '--detach        run the launcher in the background and return once the platform is ready',
       'Without --detach the launcher stays in the foreground; Ctrl-C stops the platform.',

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { configFromEnv } from './home.js';
+import { parseUpArgs } from './platform.js';
 import { assertUsageError, runCli } from './test-helpers.js';
 
 // No platform is needed: every case fails (or prints help) before any network call.
@@ -46,6 +47,22 @@ test('names are validated locally before any call, naming the field', async () =
   assertUsageError(await lanes('deploy', 'acme/prod', '.', '--timeout', 'soon'), /--timeout: "soon" is not a duration/);
   assertUsageError(await lanes('up', '--zones', 'a,A'), /--zones: "A" is not a valid zone name/);
   assertUsageError(await lanes('up', '--http-port', '70000'), /--http-port: 70000 is out of range/);
+});
+
+test('lanes up --trusted-proxies is checked and normalized before anything starts', async () => {
+  const up = (...argv: string[]) => {
+    const opts = parseUpArgs(argv);
+    assert.notEqual(opts, 'help');
+    return opts === 'help' ? [] : opts.trustedProxies;
+  };
+  assert.deepEqual(up(), []);
+  assert.deepEqual(up('--trusted-proxies', 'none'), []);
+  assert.deepEqual(up('--trusted-proxies', '10.0.0.0/8, 192.168.1.5,2001:DB8::/32,10.0.0.0/8'), ['10.0.0.0/8', '192.168.1.5/32', '2001:db8::/32']);
+  assertUsageError(await lanes('up', '--trusted-proxies', '10.0.0.1/8'), /^lanes: --trusted-proxies: "10\.0\.0\.1\/8" has host bits set; use 10\.0\.0\.0\/8\n$/);
+  assertUsageError(await lanes('up', '--trusted-proxies', '10.0.0.0/8,proxy.internal'), /--trusted-proxies: "proxy\.internal" is not a CIDR/);
+  assertUsageError(await lanes('up', '--trusted-proxies', '10.0.0.0/33'), /--trusted-proxies: "10\.0\.0\.0\/33" has no valid prefix length/);
+  assertUsageError(await lanes('up', '--trusted-proxies'), /up: flag --trusted-proxies needs a value/);
+  assert.match((await lanes('up', '--help')).stdout, /\[--trusted-proxies CIDR,\.\.\.\]/);
 });
 
 test('every command has --help, printed on stdout with exit 0', async () => {

@@ -15,7 +15,7 @@ import { existsSync, openSync, closeSync, readFileSync, statSync } from 'node:fs
 import { chmod, rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { detectIsolation } from '@lanes/network';
-import { checkName, parseZones } from '@lanes/spec';
+import { checkName, MAX_EDGE_CIDRS, parseCidrBlock, parseZones } from '@lanes/spec';
 import { ApiClient } from './api.js';
 import { parseCommandArgs, expectPositionals, parseIntArg } from './args.js';
 import { CliError, UsageError } from './errors.js';
@@ -60,6 +60,11 @@ export interface UpOptions {
    * `auto`: runc when root. @default 'auto'
    */
   readonly sandbox: 'auto' | 'runc' | 'none';
+  /**
+   * CIDR blocks of proxies in front of the gateway whose X-Forwarded-For chain it keeps (its
+   * `--trusted-proxies`), normalized. @default [] (the peer is always the client)
+   */
+  readonly trustedProxies: readonly string[];
   /** Internal: this process is the background launcher `--detach` spawned. */
   readonly launcherChild: boolean;
   /** Internal: why `--isolation` is what it is, decided by the foreground `up --detach`. */
@@ -67,6 +72,29 @@ export interface UpOptions {
 }
 
 const DOMAIN_RE = /^(?=.{1,200}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/**
+ * `--trusted-proxies 10.0.0.0/8,192.168.1.5` (a bare address is one host; '' or none: no
+ * proxy), checked and normalized as the gateway's flag of the same name does (spec's
+ * parseCidrBlock), so that a bad block fails here with one line instead of in the gateway.
+ */
+export function parseTrustedProxiesArg(value: string | undefined): readonly string[] {
+  const text = (value ?? '').trim();
+  if (text === '' || text === 'none') return [];
+  const items = text.split(',').map((s) => s.trim());
+  if (items.length > MAX_EDGE_CIDRS) throw new UsageError(`--trusted-proxies: ${items.length} blocks; use at most ${MAX_EDGE_CIDRS}`);
+  const out: string[] = [];
+  for (const item of items) {
+    let block: string;
+    try {
+      block = parseCidrBlock('--trusted-proxies', item).text;
+    } catch (err) {
+      throw new UsageError((err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '--trusted-proxies: not a list of CIDRs');
+    }
+    if (!out.includes(block)) out.push(block);
+  }
+  return out;
+}
 
 export function parseUpArgs(argv: readonly string[]): UpOptions | 'help' {
   const args = parseCommandArgs('up', argv, {
@@ -82,6 +110,7 @@ export function parseUpArgs(argv: readonly string[]): UpOptions | 'help' {
     isolation: { type: 'string' },
     'network-cidr': { type: 'string' },
     sandbox: { type: 'string' },
+    'trusted-proxies': { type: 'string' },
     'launcher-child': { type: 'boolean' },
     'isolation-reason': { type: 'string' },
   });
@@ -114,6 +143,7 @@ export function parseUpArgs(argv: readonly string[]): UpOptions | 'help' {
   const sandbox = v.sandbox ?? 'auto';
   if (sandbox !== 'auto' && sandbox !== 'runc' && sandbox !== 'none') throw new UsageError(`--sandbox: ${JSON.stringify(v.sandbox)} should be auto, runc or none`);
   const networkCidr = parseNetworkCidr(v['network-cidr'], isolation, zones);
+  const trustedProxies = parseTrustedProxiesArg(v['trusted-proxies']);
   return {
     httpPort,
     apiPort,
@@ -127,6 +157,7 @@ export function parseUpArgs(argv: readonly string[]): UpOptions | 'help' {
     isolation,
     networkCidr,
     sandbox,
+    trustedProxies,
     launcherChild: v['launcher-child'] === true,
     isolationReason: v['launcher-child'] === true ? (v['isolation-reason'] ?? null) : null,
   };
@@ -228,6 +259,7 @@ async function startDetached(config: CliConfig, io: Io, opts: UpOptions, isolati
     '--isolation', isolation.mode,
     ...(isolation.mode === 'netns' ? ['--network-cidr', opts.networkCidr] : []),
     '--sandbox', opts.sandbox,
+    ...(opts.trustedProxies.length > 0 ? ['--trusted-proxies', opts.trustedProxies.join(',')] : []),
     '--launcher-child',
     `--isolation-reason=${isolation.reason}`, // `=`: the reason may start with "--"
   ];
@@ -498,6 +530,7 @@ class Launcher {
       '--token-file', paths.nodeToken,
       '--state-dir', paths.gatewayDir,
       '--admin-port', '0',
+      ...(this.#opts.trustedProxies.length > 0 ? ['--trusted-proxies', this.#opts.trustedProxies.join(',')] : []),
     ]);
     await this.#startAndWait(gw);
     this.#ctx = { ...this.#ctx, gatewayUrl };
