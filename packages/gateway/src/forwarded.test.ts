@@ -242,16 +242,15 @@ async function upgrade(port: number, extra: string): Promise<Seen> {
 
 const forgedLines = `X-Forwarded-For: 198.51.100.66\r\nX-Real-IP: 198.51.100.66\r\nForwarded: for=198.51.100.66\r\nX_Real_IP: 198.51.100.66\r\nX-Forwarded-Proto: https\r\n${claimLines}`;
 
-/** None of CLAIMS reached the instance, in any spelling. */
-function assertNoClaims(seen: Seen | null): void {
+/** None of CLAIMS reached the instance, in any spelling; X-Forwarded-Port is the listener's `port`. */
+function assertNoClaims(seen: Seen | null, port: number): void {
   assert.ok(seen);
   const h = seen.headers;
-  for (const [name] of CLAIMS) assert.equal(h[name.toLowerCase()], undefined, `${name} is dropped`);
-  // X-Forwarded-Port too: proxy.ts and upgrade.ts do not pass forwardingHeaders the listener port yet.
-  for (const name of CLIENT_CLAIM_HEADERS) assert.equal(h[name], undefined, name);
+  for (const [name] of CLAIMS) if (name.toLowerCase() !== 'x-forwarded-port') assert.equal(h[name.toLowerCase()], undefined, `${name} is dropped`);
+  for (const name of CLIENT_CLAIM_HEADERS) assert.equal(h[name], name === 'x-forwarded-port' ? String(port) : undefined, name);
 }
 
-function assertTruePeer(seen: Seen | null, proto: 'http' | 'https'): void {
+function assertTruePeer(seen: Seen | null, proto: 'http' | 'https', port: number): void {
   assert.ok(seen);
   const h = seen.headers;
   assert.equal(h['x-forwarded-for'], '127.0.0.1');
@@ -260,7 +259,7 @@ function assertTruePeer(seen: Seen | null, proto: 'http' | 'https'): void {
   assert.equal(h['x-forwarded-host'], HOST);
   assert.equal(h['forwarded'], `for=127.0.0.1;proto=${proto};host=${HOST}`);
   assert.equal(h['x_real_ip'], undefined, 'the underscore spelling is dropped too');
-  assertNoClaims(seen);
+  assertNoClaims(seen, port);
 }
 
 describe('forwarded: through the gateway, without trusted proxies', () => {
@@ -268,15 +267,17 @@ describe('forwarded: through the gateway, without trusted proxies', () => {
     const gw = await gateway();
     const r = await get(gw.url, [...Object.entries(FORGED), ['X_Forwarded_For', '198.51.100.66'], ...CLAIMS]);
     assert.equal(r.status, 200, r.text);
-    assertTruePeer(r.seen, 'http');
+    const port = Number(new URL(gw.url).port);
+    assertTruePeer(r.seen, 'http', port);
     assert.equal(r.seen?.headers['x_forwarded_for'], undefined);
-    // Without anything forged the same five headers are there.
-    assertTruePeer((await get(gw.url, [])).seen, 'http');
+    // Without anything forged the same headers are there.
+    assertTruePeer((await get(gw.url, [])).seen, 'http', port);
   });
 
   it('replaces and drops them on a WebSocket upgrade too', async () => {
     const gw = await gateway();
-    assertTruePeer(await upgrade(Number(new URL(gw.url).port), forgedLines), 'http');
+    const port = Number(new URL(gw.url).port);
+    assertTruePeer(await upgrade(port, forgedLines), 'http', port);
   });
 
   it('sends the forged-for client to access control as 127.0.0.1, not as the address it claims', async () => {
@@ -303,10 +304,11 @@ describe('forwarded: through the gateway over HTTPS', () => {
     assert.ok(gw.httpsUrl);
     const r = await get(gw.httpsUrl, [...Object.entries(FORGED), ...CLAIMS], { servername: HOST, rejectUnauthorized: false });
     assert.equal(r.status, 200, r.text);
-    assertTruePeer(r.seen, 'https');
+    const port = Number(new URL(gw.httpsUrl).port);
+    assertTruePeer(r.seen, 'https', port);
 
     // A WebSocket handshake over TLS.
-    const socket = (await import('node:tls')).connect({ host: '127.0.0.1', port: Number(new URL(gw.httpsUrl).port), servername: HOST, rejectUnauthorized: false });
+    const socket = (await import('node:tls')).connect({ host: '127.0.0.1', port, servername: HOST, rejectUnauthorized: false });
     await once(socket, 'secureConnect');
     let received = '';
     socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
@@ -316,7 +318,7 @@ describe('forwarded: through the gateway over HTTPS', () => {
     socket.destroy();
     const m = /\r\nX-Seen: ([A-Za-z0-9+/=]+)\r\n/.exec(received);
     assert.ok(m?.[1], received);
-    assertTruePeer(JSON.parse(Buffer.from(m[1], 'base64').toString()) as Seen, 'https');
+    assertTruePeer(JSON.parse(Buffer.from(m[1], 'base64').toString()) as Seen, 'https', port);
   });
 });
 
@@ -331,7 +333,7 @@ describe('forwarded: through the gateway behind a trusted proxy', () => {
       ...CLAIMS,
     ]);
     assert.equal(r.status, 200, r.text);
-    assertNoClaims(r.seen);
+    assertNoClaims(r.seen, Number(new URL(gw.url).port));
     const h = r.seen?.headers ?? {};
     assert.equal(h['x-forwarded-for'], '198.51.100.66, 203.0.113.7, 10.0.0.2, 127.0.0.1');
     assert.equal(h['x-real-ip'], '203.0.113.7');
@@ -343,7 +345,7 @@ describe('forwarded: through the gateway behind a trusted proxy', () => {
 
     // Upgrades decide the same way.
     const seen = await upgrade(Number(new URL(gw.url).port), `X-Forwarded-For: [2001:db8::1]:4711\r\nX-Real-IP: 198.51.100.66\r\n${claimLines}`);
-    assertNoClaims(seen);
+    assertNoClaims(seen, Number(new URL(gw.url).port));
     assert.equal(seen.headers['x-forwarded-for'], '[2001:db8::1]:4711, 127.0.0.1');
     assert.equal(seen.headers['x-real-ip'], '2001:db8::1');
     assert.equal(seen.headers['forwarded'], `for="[2001:db8::1]:4711", for=127.0.0.1;proto=http;host=${HOST}`);

@@ -387,7 +387,7 @@ class Exchange implements RequestSink, UpstreamHandler, GatewayRequest {
     this.#path = target;
     let text = `${head.method} ${target} HTTP/1.1\r\n`;
     for (let i = 0; i < out.length; i += 2) text += `${out[i] as string}: ${out[i + 1] as string}\r\n`;
-    this.#upstreamHead = `${text}${forwardingHeaders(this.#client, this.#conn.secure, this.#host)}X-Request-Id: ${this.#requestId}\r\n\r\n`;
+    this.#upstreamHead = `${text}${forwardingHeaders(this.#client, this.#conn.secure, this.#host, this.#conn.socket.localPort)}X-Request-Id: ${this.#requestId}\r\n\r\n`;
     return null;
   }
 

@@ -91,7 +91,7 @@ export function handleUpgrade(ctx: UpgradeContext, req: RequestHead, socket: net
     match.stats.inFlight--;
     match.stats.record(status, performance.now() - started);
   };
-  tunnel(ctx, req, socket, head, match, up, up.endpoint.instance !== pinned ? stickyCookie(match, up, secure) : null, finish, secure, chain, host);
+  tunnel(ctx, req, socket, head, match, up, up.endpoint.instance !== pinned ? stickyCookie(match, up, secure) : null, finish, secure, chain, host, socket.localPort);
 }
 
 function tunnel(
@@ -106,6 +106,7 @@ function tunnel(
   secure: boolean,
   remote: ClientChain,
   host: string,
+  localPort: number | undefined,
 ): void {
   const lines = [`${req.method} ${req.url} HTTP/1.1`];
   const raw = req.rawHeaders;
@@ -137,7 +138,7 @@ function tunnel(
     clearTimeout(connectTimer);
     connected = true;
     ctx.routing.report(match, up, 'ok');
-    upstream.write(`${lines.join('\r\n')}\r\n${forwardingHeaders(remote, secure, host)}\r\n`);
+    upstream.write(`${lines.join('\r\n')}\r\n${forwardingHeaders(remote, secure, host, localPort)}\r\n`);
     if (head.length > 0) upstream.write(head);
     // The Set-Cookie of a sticky route rides on the instance's answer: inserted after its status line.
     if (setCookie !== null) {
