@@ -27,6 +27,17 @@ describe('routing core', () => {
     assert.equal(prefixMatches('/api/v1/', '/api/v'), false);
   });
 
+  it('keeps an ejection across tables for the same instance, not for another on a recycled address and port', () => {
+    const state = new RoutingState();
+    state.replace(table(1, [vhost('h.test', [{ endpoints: [ep('old', 1001), ep('w2', 1002)] }])]));
+    state.eject(ep('old', 1001), 60_000);
+    assert.equal(state.isEjected(ep('old', 1001)), true);
+    state.replace(table(2, [vhost('h.test', [{ endpoints: [ep('old', 1001), ep('w2', 1002)] }])]));
+    assert.equal(state.isEjected(ep('old', 1001)), true, 'the same instance stays ejected');
+    state.replace(table(3, [vhost('h.test', [{ endpoints: [ep('new', 1001), ep('w2', 1002)] }])]));
+    assert.equal(state.isEjected(ep('new', 1001)), false, 'a new instance on the same address:port starts afresh');
+  });
+
   it('finds the virtual host whatever the case or port of the Host header', () => {
     const state = new RoutingState();
     state.replace(table(1, [vhost('prod.acme.lanes.test', [{ endpoints: [ep('w1', 1001)] }])]));

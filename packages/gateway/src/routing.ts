@@ -41,7 +41,11 @@ export class EndpointState {
   lastEjectionEnd = 0;
   /** The gateway's own health check says it is down. */
   checkDown = false;
-  constructor(readonly key: string) {}
+  /** The instance behind the address: another instance on a recycled address:port starts afresh. */
+  constructor(
+    readonly key: string,
+    readonly instance: string = '',
+  ) {}
 }
 
 /** An endpoint with the keys the proxy needs, computed once per table, not per request. */
@@ -526,8 +530,11 @@ export class RoutingState {
     const states = new Map<string, EndpointState>();
     const stateOf = (endpoint: Endpoint): EndpointState => {
       const key = endpointKey(endpoint);
-      let st = states.get(key) ?? this.#states.get(key);
-      if (st === undefined) st = new EndpointState(key);
+      // What was learned about an endpoint stays with it across tables, but not with a new
+      // instance that happens to get the same address and port (its ejection is not ours).
+      const previous = this.#states.get(key);
+      let st = states.get(key) ?? (previous !== undefined && previous.instance === endpoint.instance ? previous : undefined);
+      if (st === undefined) st = new EndpointState(key, endpoint.instance);
       states.set(key, st);
       return st;
     };
