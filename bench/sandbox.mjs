@@ -7,7 +7,7 @@
 //  3. throughput: wrk through each platform's gateway to the same app.
 // Prints each figure and the ratio sandboxed / plain.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { bootPlatform, hasWrk, median, root, run, wrk } from './lib.mjs';
@@ -17,13 +17,14 @@ if (process.getuid?.() !== 0) {
   process.exit(0);
 }
 const { SandboxRuntime, DEFAULT_LIMITS } = await import(path.join(root, 'packages', 'agent', 'dist', 'sandbox.js'));
+const { descendants } = await import(path.join(root, 'packages', 'testkit', 'dist', 'index.js'));
 const starts = Number(process.env.BENCH_STARTS ?? 20);
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 // ---- 1. start time --------------------------------------------------------------------
 const work = mkdtempSync(path.join(os.tmpdir(), 'lanes-bench-sandbox-'));
 const app = path.join(work, 'app');
-(await import('node:fs')).mkdirSync(app);
+mkdirSync(app);
 writeFileSync(path.join(app, 'start.js'), "require('node:http').createServer().listen(0, '127.0.0.1', () => process.exit(0));\n");
 const runtime = new SandboxRuntime({ dir: path.join(work, 'sandbox') });
 const once = (file, args, opts) =>
@@ -49,27 +50,13 @@ console.log(`  ratio sandbox/plain ${(median(boxed) / median(plain)).toFixed(2)}
 rmSync(work, { recursive: true, force: true });
 
 // ---- 2 and 3: two platforms ------------------------------------------------------------
-function children() {
-  const map = new Map();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      map.set(ppid, [...(map.get(ppid) ?? []), Number(d)]);
-    } catch { /* gone */ }
-  }
-  return map;
-}
-function treeRssKb(pid, map) {
+function treeRssKb(pid) {
   let kb = 0;
-  const walk = (p) => {
+  for (const p of [pid, ...descendants(pid)]) {
     try {
       kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
     } catch { /* gone */ }
-    for (const c of map.get(p) ?? []) walk(c);
-  };
-  walk(pid);
+  }
   return kb;
 }
 
@@ -81,8 +68,7 @@ for (const mode of ['none', 'runc']) {
     await run(p.env, ['env', 'create', 'bench/prod', '--lane', 'single']);
     await run(p.env, ['deploy', 'bench/prod', path.join(root, 'examples', 'hello')]);
     const status = await p.api('/v1/tenants/bench/environments/prod');
-    const map = children();
-    const rss = status.instances.filter((i) => i.pid).map((i) => treeRssKb(i.pid, map));
+    const rss = status.instances.filter((i) => i.pid).map((i) => treeRssKb(i.pid));
     const figures = { rssKb: median(rss) };
     if (hasWrk()) figures.wrk = wrk(`http://127.0.0.1:${p.httpPort}/`, { host: 'prod.bench.lanes.localhost', durationS: seconds });
     results[mode] = figures;

@@ -6,12 +6,12 @@
  * Every attempt must fail, the victim keep serving and the platform keep working.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cp } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { tempDir, waitFor } from '@lanes/testkit';
+import { descendants, tempDir, waitFor } from '@lanes/testkit';
 import { TestPlatform, repoRoot } from '../support/platform.js';
 
 const root = process.getuid?.() === 0;
@@ -19,30 +19,6 @@ const hostileDir = path.join(repoRoot, 'tests', 'fixtures', 'hostile');
 const victimDir = path.join(repoRoot, 'tests', 'fixtures', 'victim');
 const SECRET = 'victim-secret-7f3a9c2e51';
 const SOCKETS = ['/var/run/postgresql/.s.PGSQL.5432', '/run/mysqld/mysqld.sock'].filter((s) => existsSync(s));
-
-/** The pids under `pid` (runc → tini → the program), from every process's parent in /proc. */
-function descendants(pid: number): number[] {
-  const parent = new Map<number, number[]>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      parent.set(ppid, [...(parent.get(ppid) ?? []), Number(d)]);
-    } catch {
-      /* gone */
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number): void => {
-    for (const c of parent.get(p) ?? []) {
-      out.push(c);
-      walk(c);
-    }
-  };
-  walk(pid);
-  return out;
-}
 
 function instanceLogs(home: string): string {
   const out: string[] = [];
@@ -169,7 +145,6 @@ for (const isolation of ['none', 'netns'] as const) {
         const dir = await tempDir('lanes-hostile-');
         await cp(hostileDir, dir, { recursive: true });
         const yaml = readFileSync(path.join(hostileDir, 'lanes.yaml'), 'utf8').replace('health: { path: /healthz }', `health: { path: /healthz }\n    env: { ${name}: ./proof.so }`);
-        const { writeFileSync } = await import('node:fs');
         writeFileSync(path.join(dir, 'lanes.yaml'), yaml);
         const r = await p.cli(['deploy', 'evil/prod', dir], 60_000);
         assert.notEqual(r.code, 0);

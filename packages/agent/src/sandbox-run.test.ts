@@ -6,10 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { isAlive, sleep, waitFor } from '@lanes/testkit';
+import { descendants, isAlive, sleep, waitFor } from '@lanes/testkit';
 import { SandboxRuntime, DEFAULT_LIMITS, sandboxTools } from './sandbox.js';
 import { cleanupApps, desired, find, makeSupervisor, writeTestApps } from './test-helpers.js';
 
@@ -21,29 +21,6 @@ function usable(): string | false {
   } catch (err) {
     return err instanceof Error ? err.message : String(err);
   }
-}
-
-function descendants(pid: number): number[] {
-  const parent = new Map<number, number[]>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      parent.set(ppid, [...(parent.get(ppid) ?? []), Number(d)]);
-    } catch {
-      /* gone */
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number): void => {
-    for (const c of parent.get(p) ?? []) {
-      out.push(c);
-      walk(c);
-    }
-  };
-  walk(pid);
-  return out;
 }
 
 const uidOf = (pid: number): number => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);

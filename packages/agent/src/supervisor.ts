@@ -462,13 +462,13 @@ export class Supervisor {
         await this.sandbox?.remove(d.id);
         if (slot.generation !== gen) return;
       }
-      if (d.network !== null && !this.sandboxed(d)) {
-        const { uid, gid } = this.instanceUser;
-        const problem = accessProblem(cwd, uid, gid);
-        if (problem !== null) throw new Error(`package directory ${cwd} is not readable by uid ${uid}: ${problem}`);
-        netns = (await this.networks.addInstance({ ...d, network: d.network })).netns;
-        if (slot.generation !== gen) return;
-      } else if (d.network !== null) {
+      if (d.network !== null) {
+        // Unsandboxed, the unprivileged program reads its package in place; a sandbox mounts it.
+        if (!this.sandboxed(d)) {
+          const { uid, gid } = this.instanceUser;
+          const problem = accessProblem(cwd, uid, gid);
+          if (problem !== null) throw new Error(`package directory ${cwd} is not readable by uid ${uid}: ${problem}`);
+        }
         netns = (await this.networks.addInstance({ ...d, network: d.network })).netns;
         if (slot.generation !== gen) return;
       }
